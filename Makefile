@@ -19,10 +19,10 @@ $(STAMP): settings.ini setup.py
 
 venv: $(STAMP)
 
-# The main job on the embedded default (later issues extend it to the whole paper).
+# The main job: every paper notebook on the embedded default (generated and validated first if missing).
+PROFILE ?= smoke
 reproduce: $(STAMP)
-	$(BIN)/hancross-generate --name nft_market --out $(DATA)
-	$(BIN)/hancross-validate $(DATA)
+	$(BIN)/hancross-reproduce --profile $(PROFILE)
 
 # Notebook tests (nbdev_test, slow/gpu/browser cells skipped) then process-level tests.
 test: $(STAMP)

@@ -29,7 +29,8 @@ def test_train_evaluate_and_reproducible(data, tmp_path):
     run(train_cmd(data, tmp_path, 'a'))
     run(train_cmd(data, tmp_path, 'b'))
     exp = tmp_path/'a'
-    assert sorted(p.name for p in exp.iterdir()) == ['best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.json']
+    assert sorted(p.name for p in exp.iterdir()) == ['best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.json',
+                                                     'predictions_test.csv', 'predictions_val.csv']
     assert metrics(tmp_path, 'a')['test'] == metrics(tmp_path, 'b')['test']           # one seed, identical metrics
     r = run([str(BIN/'hancross-evaluate'), '--model_path', str(exp/'best_model.pth'), '--data_dir', str(data),
              '--output_dir', str(tmp_path/'ev'), '--metrics', 'r2', 'mae', 'rmse', 'correlation'])

@@ -1,0 +1,92 @@
+"Deployment as a user runs it: hancross-infer and hancross-export on a checkpoint trained for one epoch."
+import json, os, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from PIL import Image
+from hancross.core import load_config
+from hancross.data import tiny_dataset, to_utc, MarketData
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+
+@pytest.fixture(scope='module')
+def ck(tmp_path_factory):
+    "A tiny dataset at 24 px and a HANCross (CPU config) checkpoint trained on it for one epoch"
+    from hancross.train import train
+    root = tmp_path_factory.mktemp('dep')
+    data = tiny_dataset(root/'tiny', n_sales=120, size=24)
+    train(load_config(ROOT/'configs'/'hancross_cpu.yaml'), data, 'x', root/'exp', epochs=1, quiet=True)
+    return data, root/'exp'/'x'/'best_model.pth', root
+
+def run(*args):
+    return subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True, env=ENV)
+
+def one_line_exit2(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'Traceback' not in r.stderr, r.stderr
+    for n in needles: assert n in lines[0], lines[0]
+
+def a_sample(data):
+    "A test-split sample: its row and its window (the 24 bars strictly before its time) written alone"
+    md = MarketData(data)
+    row = md.df.iloc[int(md.split_idx['test'][0])]
+    bars = pd.read_csv(data/'temporal'/f'{row.series}.csv')
+    return row, bars[to_utc(bars.time) < row.time].tail(24)
+
+def test_infer_matches_predict_checkpoint(ck):
+    from hancross.train import predict_checkpoint
+    data, model, root = ck
+    row, win = a_sample(data)
+    win.to_csv(root/'w.csv', index=False)
+    r = run('hancross-infer', '--model_path', model, '--visual_input', data/'visual'/row.image, '--temporal_input', root/'w.csv')
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    p, y, ids = predict_checkpoint(model, data)
+    assert abs(out['log_price'] - p[list(ids).index(row.sample_id)]) < 1e-5
+    assert abs(out['price_eth'] - np.exp(out['log_price'])) < 1e-6 * out['price_eth']
+    assert 0 < out['gate']['visual'] < 1 and 1 <= out['attention']['level'] <= 4 and out['attention']['top_steps']
+
+def test_infer_data_dir(ck):
+    data, model, root = ck
+    r = run('hancross-infer', '--model_path', model, '--data_dir', data, '--output_format', 'csv', '--output', root/'p.csv')
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(root/'p.csv')
+    assert len(df) == len(json.loads((data/'splits'/'test.json').read_text()))
+    assert {'sample_id', 'log_price', 'price_eth', 'target', 'gate_visual', 'level'} <= set(df.columns)
+
+def test_infer_bad_inputs(ck):
+    data, model, root = ck
+    row, win = a_sample(data)
+    img, good = data/'visual'/row.image, root/'good.csv'
+    win.to_csv(good, index=False)
+    Image.new('RGB', (32, 32)).save(root/'big.png')
+    win[:10].to_csv(root/'short.csv', index=False)
+    bad = win.astype({'log_volume': object}); bad.iloc[3, bad.columns.get_loc('log_volume')] = 'x1'; bad.to_csv(root/'nan.csv', index=False)
+    win.drop(columns='n_sales').to_csv(root/'cols.csv', index=False)
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', root/'none.png', '--temporal_input', good), 'none.png', 'not found')
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', root/'big.png', '--temporal_input', good), 'big.png', '32x32')
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'short.csv'), 'short.csv', '10 rows')
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'nan.csv'), 'nan.csv line 5', 'log_volume')
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'cols.csv'), 'cols.csv', 'n_sales')
+    one_line_exit2(run('hancross-infer', '--model_path', root/'nothing.pth', '--visual_input', img), 'nothing.pth')
+
+def test_export_parity_and_report(ck):
+    data, model, root = ck
+    r = run('hancross-export', '--model_path', model, '--output_path', root/'onnx'/'m.onnx', '--data_dir', data)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((root/'onnx'/'m.report.json').read_text())
+    assert rep['parity']['max_abs_diff'] <= 1e-4 and rep['opset'] == 17
+    q = rep['quantization']
+    assert q['size_bytes']['onnx_int8'] < q['size_bytes']['onnx_fp32'] and q['size_bytes']['torch_int8'] < q['size_bytes']['torch_fp32']
+    assert set(q['accuracy_change']['torch']) == {'r2', 'rmse'} and (root/'onnx'/'m.int8.onnx').is_file()
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(root/'onnx'/'m.onnx'), providers=['CPUExecutionProvider'])
+    assert [i.name for i in s.get_inputs()] == ['img', 'series', 'vol', 'meta'] and s.get_inputs()[0].shape[0] == 'batch'
+
+def test_export_bad_input(ck):
+    data, model, root = ck
+    one_line_exit2(run('hancross-export', '--model_path', root/'nothing.pth', '--output_path', root/'x.onnx'), 'nothing.pth')
+    one_line_exit2(run('hancross-export', '--model_path', model, '--output_path', root/'x.onnx', '--data_dir', root/'nodata'), 'nodata')

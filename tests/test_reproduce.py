@@ -32,8 +32,8 @@ def test_reproduce_manifest_resume_force(setup):
     listed = {f for e in m['notebooks'].values() for f in e['outputs']}
     for e in m['notebooks'].values():
         assert e['status'] == 'ok' and e['git_commit'] and e['seeds'] == [0, 1] and e['wall_seconds'] > 0
-        for f, h in e['outputs'].items(): assert sha(f) == h, f"hash mismatch {f}"
-    made = {str(f) for d in [res, root/'out'/'figures'/'smoke-tiny'] for f in d.rglob('*') if f.is_file() and f.name not in ('manifest.json', 'REPORT.md')}
+        for f, h in e['outputs'].items(): assert not Path(f).is_absolute() and sha(root/'out'/f) == h, f"hash mismatch {f}"
+    made = {str(f.relative_to(root/'out')) for d in [res, root/'out'/'figures'/'smoke-tiny'] for f in d.rglob('*') if f.is_file() and f.name not in ('manifest.json', 'REPORT.md')}
     assert made == listed, f"files the manifest does not explain: {made - listed}"
     assert {'csv', 'tex', 'md'} <= {Path(f).suffix[1:] for f in listed} and {'png', 'pdf'} <= {Path(f).suffix[1:] for f in listed}
     rep = (res/'REPORT.md').read_text()
@@ -45,7 +45,7 @@ def test_reproduce_manifest_resume_force(setup):
     assert dt < 60, f"a run with nothing to do took {dt:.0f} s"
     r3, _ = reproduce(setup, '--force')                         # same seed: identical tables
     assert r3.returncode == 0
-    for f, h in tables.items(): assert sha(f) == h, f"--force changed {f}"
+    for f, h in tables.items(): assert sha(root/'out'/f) == h, f"--force changed {f}"
 
 def test_failing_notebook_is_reported(setup, tmp_path):
     root, data, env = setup

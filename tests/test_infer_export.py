@@ -57,6 +57,16 @@ def test_infer_data_dir(ck):
     assert len(df) == len(json.loads((data/'splits'/'test.json').read_text()))
     assert {'sample_id', 'log_price', 'price_eth', 'target', 'gate_visual', 'level'} <= set(df.columns)
 
+def test_infer_refuses_other_feature_order(ck, tmp_path):
+    "A dataset whose series features come in another order than the checkpoint's is refused, never misread"
+    import shutil
+    data, model, root = ck
+    d = Path(shutil.copytree(data, tmp_path/'reordered'))
+    meta = json.loads((d/'metadata.json').read_text()); meta['series_features'] = meta['series_features'][::-1]
+    (d/'metadata.json').write_text(json.dumps(meta))
+    one_line_exit2(run('hancross-infer', '--model_path', model, '--data_dir', d, '--output', tmp_path/'p.json'), 'reordered', 'would read the wrong columns')
+    assert not (tmp_path/'p.json').exists()
+
 def test_infer_bad_inputs(ck):
     data, model, root = ck
     row, win = a_sample(data)

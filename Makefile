@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= data/nft_market
 
-.PHONY: reproduce test test-nbs test-py venv export clean-nbs
+.PHONY: reproduce test test-nbs test-py test-docs docs venv export clean-nbs
 
 $(STAMP): settings.ini setup.py
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (override with make PY=...)"; exit 2; }
@@ -26,7 +26,7 @@ reproduce: $(STAMP)
 
 # Notebook tests (nbdev_test, slow/gpu/browser cells skipped) then process-level tests.
 test: $(STAMP)
-	$(MAKE) test-nbs test-py
+	$(MAKE) test-nbs test-py test-docs
 
 # two notebook kernels at once: one torch thread each, or they spin-wait on each other's cores
 test-nbs: $(STAMP)
@@ -34,6 +34,13 @@ test-nbs: $(STAMP)
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The documentation site, offline (nbdev's show_doc + nbconvert; Quarto cannot be installed here: see nbs/80_docs)
+docs: $(STAMP)
+	$(BIN)/hancross-docs
+
+test-docs: docs
+	test -s _docs/index.html
 
 export: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean

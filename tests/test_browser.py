@@ -16,9 +16,10 @@ TIMEOUT_S = 150   # the whole browser session: server start, kernel start, the n
 NOTEBOOK_CELL = """\
 from pathlib import Path
 from hancross.core import seed_everything
-from hancross.data import hancross_dls, tiny_dataset
+from hancross.data.dataset import hancross_dls
+from hancross.testing import tiny_dataset
 from hancross.models.hancross import HANCross, HANCrossConfig
-from hancross.inspector import inspect_attention
+from hancross.inspect.attention import inspect_attention
 dls = hancross_dls(tiny_dataset(Path('tiny'), n_sales=120), bs=16)
 seed_everything(0)
 w = inspect_attention(HANCross(HANCrossConfig.cpu(), dls.spec), dls, dpi=60)

@@ -2,7 +2,7 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest
-from hancross.data import tiny_dataset
+from hancross.testing import tiny_dataset
 
 BIN = Path(sys.executable).parent
 

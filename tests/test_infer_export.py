@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 from PIL import Image
-from hancross.core import load_config
-from hancross.data import tiny_dataset, to_utc, MarketData
+from hancross.models.registry import load_config
+from hancross.testing import tiny_dataset
+from hancross.data.dataset import to_utc, MarketData
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,7 +15,7 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 @pytest.fixture(scope='module')
 def ck(tmp_path_factory):
     "A tiny dataset at 24 px and a HANCross (CPU config) checkpoint trained on it for one epoch"
-    from hancross.train import train
+    from hancross.train.learner import train
     root = tmp_path_factory.mktemp('dep')
     data = tiny_dataset(root/'tiny', n_sales=120, size=24)
     train(load_config(ROOT/'configs'/'hancross_cpu.yaml'), data, 'x', root/'exp', epochs=1, quiet=True)
@@ -37,7 +38,7 @@ def a_sample(data):
     return row, bars[to_utc(bars.time) < row.time].tail(24)
 
 def test_infer_matches_predict_checkpoint(ck):
-    from hancross.train import predict_checkpoint
+    from hancross.train.learner import predict_checkpoint
     data, model, root = ck
     row, win = a_sample(data)
     win.to_csv(root/'w.csv', index=False)

@@ -11,21 +11,21 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from fastcore.script import call_parse, Param, store_true
-from ..core import BadInput, cli_guard, get_device, TrainConfig
-from ..models.registry import Config
-from ..core import DataSpec
+from dataclasses import replace
+from ..core import BadInput, cli_guard, get_device, TrainConfig, DataSpec, MODELS
 from ..data.dataset import hancross_dls
-from ..models.registry import get_model, list_models, default_config
+from ..models.registry import Config, get_model, list_models, default_config
 from ..models.hancross import flops_per_sample, n_params
-from ..models.fusion import CrossModalModel, total_aux_loss
+from ..models.fusion import CrossModalModel, total_aux_loss, fused_attention
 from ..train.learner import hancross_learner
 from ..data.synthetic import generate_market
 from ..data.validate import validate_dataset
 
 # %% auto #0
-__all__ = ['PAPER_SHARES', 'TARGETS', 'QUICK', 'matmul_flops', 'release_memory', 'PeakMemory', 'random_batch', 'train_step_fn',
-           'train_flops_per_sample', 'time_it', 'tune', 'bench_model', 'bench_loader', 'scale_for', 'cpu_config',
-           'one_epoch', 'bench_scaling', 'run_bench', 'status', 'to_markdown', 'profile_training', 'hancross_bench']
+__all__ = ['BF16_PEAK', 'SEED_TABLE', 'PAPER_SHARES', 'TARGETS', 'QUICK', 'matmul_flops', 'bf16_peak', 'release_memory',
+           'PeakMemory', 'random_batch', 'train_step_fn', 'train_flops_per_sample', 'time_it', 'tune', 'bench_model',
+           'bench_loader', 'scale_for', 'cpu_config', 'one_epoch', 'bench_scaling', 'run_bench', 'status',
+           'to_markdown', 'profile_training', 'train_steps', 'device_parity', 'hancross_bench']
 
 # %% ../../nbs/42_deploy.bench.ipynb #1a556e4a
 def _sync(device):
@@ -35,18 +35,32 @@ def matmul_flops(sizes=(1024, 2048),  # square matrix sides to try
                  reps:int=5,          # products per trial
                  trials:int=5,        # trials per size; the best counts
                  device='cpu',
+                 dtype=torch.float32, # bf16 on a GPU measures its tensor cores
                 ) -> dict:
-    "Best measured fp32 dense matmul FLOP/s on `device`, and the size that reached it"
+    "Best measured dense matmul FLOP/s on `device` in `dtype`, and the size that reached it"
     best = {'flops': 0.0, 'n': None}
     for n in sizes:
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         c = a @ b; _sync(device)                                   # warm up (thread pool, allocator)
         for _ in range(trials):
             t = time.perf_counter()
             for _ in range(reps): torch.mm(a, b, out=c)
             _sync(device); dt = time.perf_counter() - t
             if 2 * n**3 * reps / dt > best['flops']: best = {'flops': 2 * n**3 * reps / dt, 'n': n}
-    return {**best, 'dtype': 'float32', 'threads': torch.get_num_threads()}
+    return {**best, 'dtype': str(dtype).removeprefix('torch.'), 'threads': torch.get_num_threads()}
+
+# %% ../../nbs/42_deploy.bench.ipynb #c31697fd
+BF16_PEAK = {'H200': 989.4e12, 'H100': 989.4e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12, 'A10': 125e12,
+             'RTX 4090': 165.2e12, 'RTX 3090': 71e12, 'RTX 3070': 40.6e12}   # dense bf16 FLOP/s, vendor datasheets (SXM parts)
+
+def bf16_peak(name:str):
+    "Vendor dense bf16 FLOP/s of a device by its name (`torch.cuda.get_device_name`), or None when unknown"
+    hits = [k for k in BF16_PEAK if k.lower() in (name or '').lower()]
+    return BF16_PEAK[max(hits, key=len)] if hits else None
+
+SEED_TABLE = pd.DataFrame([('RTX 3070', 16, 52.3, 6.8, 306), ('RTX 3090', 32, 46.8, 12.4, 683), ('A100 40GB', 64, 42.1, 18.7, 1520),
+                           ('A100 80GB', 128, 38.9, 31.2, 3290)],
+                          columns=['hardware', 'bs', 'inference_ms', 'memory_gb', 'samples_per_s'])   # as the seed claims them
 
 # %% ../../nbs/42_deploy.bench.ipynb #17c3b1b9
 def _status_kb(key:str):
@@ -131,6 +145,7 @@ def time_it(fn, device='cpu', warmup:int=2, iters:int=5) -> float:
 
 def _make_step(model, mode, xb, opts, device):
     amp = torch.autocast('cuda', dtype=torch.bfloat16) if opts.get('bf16') else None
+    fused_attention(model, bool(opts.get('fused_attn')))
     m = model.to(memory_format=torch.channels_last) if opts.get('channels_last') else model
     xb = (xb[0].contiguous(memory_format=torch.channels_last), *xb[1:]) if opts.get('channels_last') else xb
     m = torch.compile(m) if opts.get('compile') else m
@@ -140,11 +155,12 @@ def _make_step(model, mode, xb, opts, device):
             with torch.inference_mode(), amp or nullcontext(): m(*xb[:4])
         return step
     model.train()
-    return train_step_fn(m, xb[:4], xb[4], torch.optim.AdamW(model.parameters(), lr=1e-4), amp=amp)
+    cuda = torch.device(device).type == 'cuda'   # fused AdamW: one kernel for the whole update
+    return train_step_fn(m, xb[:4], xb[4], torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda), amp=amp)
 
 def tune(model, mode:str, xb, device) -> dict:
-    "CUDA only: the subset of bf16 autocast, channels_last and torch.compile that speeds the step up"
-    opts = {'bf16': False, 'channels_last': False, 'compile': False}
+    "CUDA only: the subset of bf16 autocast, fused attention, channels_last and torch.compile that speeds the step up"
+    opts = {'bf16': False, 'fused_attn': False, 'channels_last': False, 'compile': False}
     if torch.device(device).type != 'cuda': return opts
     best = time_it(_make_step(model, mode, xb, opts, device), device)
     for k in opts:
@@ -162,10 +178,14 @@ def bench_model(name:str,                 # registry name
                 device='cpu',
                 peak_flops:float=None,    # measured matmul FLOP/s, for the efficiency column
                 warmup:int=2, iters:int=5,
+                config:str='cpu',         # 'cpu': the registry's CPU config; 'reference': the dataclass defaults (the reference's)
+                bf16_flops:float=None,    # the device's dense bf16 peak, for a second efficiency column
                ) -> list:
     "One row per (mode, batch size): latency, throughput, peak memory, FLOPs per sample, FLOP/s and its share of peak"
     torch.manual_seed(0)
-    model = get_model(name, default_config(name), spec).to(device)
+    if config not in ('cpu', 'reference'): raise BadInput(f"config '{config}' is not one of cpu, reference")
+    cfg = default_config(name) if config == 'cpu' else MODELS[name].config_class()
+    model = get_model(name, cfg, spec).to(device)
     trainable = any(p.requires_grad for p in model.parameters())
     f_inf = flops_per_sample(model, spec)
     f_tr = train_flops_per_sample(model, spec) if trainable else 0
@@ -185,6 +205,7 @@ def bench_model(name:str,                 # registry name
             rows.append(dict(model=name, mode=mode, bs=bs, latency_ms=sec * 1e3, samples_per_s=bs / sec, peak_mb=pm.mb,
                              memory_method=pm.method, params=n_params(model), mflops_per_sample=fl / 1e6,
                              gflops_per_s=fl * bs / sec / 1e9, frac_of_peak=(fl * bs / sec / peak_flops) if peak_flops else None,
+                             frac_of_bf16_peak=(fl * bs / sec / bf16_flops) if bf16_flops else None, config=config,
                              **{f'opt_{k}': v for k, v in opts.items()}))
     return rows
 
@@ -264,6 +285,9 @@ def run_bench(models=None,              # registry names (default: all)
               threads:int=None,         # torch intra-op threads (default: torch's choice)
               max_epoch_sales:int=None, # skip the one-epoch run above this many sales
               log=print,
+              config:str='cpu',         # 'reference': the models' reference configs at `img_size` (the GPU benchmark)
+              img_size:int=None,        # image side for the model benchmark (default: the dataset's; 224 with `reference`)
+              modes=('inference', 'train'),
              ) -> dict:
     "Run the benchmark and write `bench.json` and `bench.md` to `out_dir`"
     if threads: torch.set_num_threads(threads)
@@ -273,25 +297,29 @@ def run_bench(models=None,              # registry names (default: all)
     res = {'machine': _machine(device), 'quick': quick, 'targets': TARGETS}
     log('matmul peak ...')
     res['matmul'] = matmul_flops((512, 1024) if quick else (1024, 2048), reps=3 if quick else 5, trials=3 if quick else 5, device=device)
-    peak = res['matmul']['flops']
+    peak, bf16 = res['matmul']['flops'], None
+    if torch.device(device).type == 'cuda':
+        res['matmul_bf16'] = matmul_flops((4096, 8192), reps=5, trials=3, device=device, dtype=torch.bfloat16)
+        bf16 = res['bf16_peak'] = bf16_peak(res['machine']['name']) or res['matmul_bf16']['flops']
     work = Path(tempfile.mkdtemp(prefix='hancross-bench-'))
     try:
         if data_dir is None:
             data_dir = generate_market(work/'loader', name='bench', scale=scale_for(min(sizes) if sizes else 1000))
         dls = hancross_dls(data_dir, bs=32)
-        spec = dls.spec
+        side = img_size or (224 if config == 'reference' else None)
+        spec = replace(dls.spec, img_size=(side, side)) if side else dls.spec
         res['spec'] = {'img_size': list(spec.img_size), 'window': spec.window, 'n_features': spec.n_features, 'n_meta': spec.n_meta}
         rows = []
         for name in models:
             t = time.perf_counter()
-            rows += bench_model(name, spec, batch_sizes, device=device, peak_flops=peak, warmup=warm, iters=iters)
+            rows += bench_model(name, spec, batch_sizes, modes, device=device, peak_flops=peak, warmup=warm, iters=iters, config=config, bf16_flops=bf16)
             log(f'model {name}: {time.perf_counter() - t:.1f}s')
         res['models'] = rows
         log('loader ...')
         res['loader'] = bench_loader(dls, max_batches=20 if quick else 200)
         tr = next((r for r in rows if r['model'] == 'hancross' and r['mode'] == 'train' and r['bs'] == 32), None)
         if tr is None and 'hancross' in models:
-            tr = bench_model('hancross', spec, (32,), ('train',), device=device, peak_flops=peak, warmup=warm, iters=iters)[0]
+            tr = bench_model('hancross', spec, (32,), ('train',), device=device, peak_flops=peak, warmup=warm, iters=iters, config=config, bf16_flops=bf16)[0]
         if tr is not None:
             res['loader']['training_samples_per_s'] = tr['samples_per_s']
             res['loader']['loader_over_training'] = res['loader']['samples_per_s'] / tr['samples_per_s']
@@ -332,8 +360,19 @@ def to_markdown(res:dict) -> str:
         on = ', '.join(k[4:] for k in df.columns if k.startswith('opt_') and df[k].any()) or 'none (fp32 eager)'
         s.append(f"## Models\n\nPeak memory: {df.memory_method.iloc[0]}. Options on: {on}.")
         df['opts'] = df[[c for c in df.columns if c.startswith('opt_')]].apply(lambda r: '+'.join(c[4:] for c, v in r.items() if v) or '-', axis=1)
-        df['frac_of_peak'] = df['frac_of_peak'].map(lambda v: f"{100 * v:.1f}%" if v is not None else '')
-        s.append('\n\n' + _md_table(df[['model', 'mode', 'bs', 'latency_ms', 'samples_per_s', 'peak_mb', 'mflops_per_sample', 'gflops_per_s', 'frac_of_peak', 'opts']]) + '\n')
+        pct = lambda v: f"{100 * v:.1f}%" if v is not None and v == v else ''
+        df['frac_of_peak'] = df['frac_of_peak'].map(pct)
+        cols = ['model', 'mode', 'bs', 'latency_ms', 'samples_per_s', 'peak_mb', 'mflops_per_sample', 'gflops_per_s', 'frac_of_peak', 'opts']
+        if 'frac_of_bf16_peak' in df and df['frac_of_bf16_peak'].notna().any():
+            df['frac_of_bf16_peak'] = df['frac_of_bf16_peak'].map(pct); cols.insert(-1, 'frac_of_bf16_peak')
+        if 'config' in df: cols.insert(1, 'config')
+        s.append('\n\n' + _md_table(df[cols]) + '\n')
+    if res.get('bf16_peak'):
+        s.append(f"Dense bf16 peak used for `frac_of_bf16_peak`: {res['bf16_peak'] / 1e12:.1f} TFLOP/s "
+                 f"({'vendor datasheet' if bf16_peak(m['name']) else 'measured bf16 matmul'}); measured bf16 matmul: "
+                 f"{res['matmul_bf16']['flops'] / 1e12:.1f} TFLOP/s (n = {res['matmul_bf16']['n']}).\n")
+    if res.get('models') and m['device'].startswith('cuda'):
+        s.append("## The seed's claims (reference 000, not measured here)\n\n" + _md_table(SEED_TABLE) + '\n')
     if res.get('loader'):
         lo = res['loader']
         s.append(f"## Loader\n\n`hancross_dls` train loader: {lo['batches_per_s']:.1f} batches/s ({lo['samples_per_s']:.0f} samples/s, bs {lo['bs']})"
@@ -365,6 +404,45 @@ def profile_training(spec:DataSpec, bs:int=32, steps:int=5, device='cpu', top:in
     return [{'op': e.key, 'calls': e.count // steps, 'self_ms_per_step': e.self_cpu_time_total / 1e3 / steps,
              'share': e.self_cpu_time_total / tot} for e in ev[:top]]
 
+# %% ../../nbs/42_deploy.bench.ipynb #e34222dc
+def train_steps(model, dls, steps:int=200, device='cpu', *, bf16:bool=None, fused:bool=None, lr:float=1e-4) -> list:
+    "Losses of `steps` AdamW steps of `model` on `dls.train` batches (cycled), bf16 and fused attention on CUDA by default"
+    dev = torch.device(device); cuda = dev.type == 'cuda'
+    bf16, fused = cuda if bf16 is None else bf16, cuda if fused is None else fused
+    model = fused_attention(model.to(dev).train(), fused)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=cuda)
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    losses, it = [], iter(dls.train)
+    while len(losses) < steps:
+        try: b = next(it)
+        except StopIteration: it = iter(dls.train); continue
+        xb, y = [x.to(dev, non_blocking=True) for x in b[:4]], b[4].to(dev, non_blocking=True)
+        with amp: loss = _loss(model, xb, y)
+        opt.zero_grad(set_to_none=True); loss.backward(); nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+        losses.append(loss.detach())
+    return [float(l) for l in losses]   # one device sync at the end, not one per step
+
+def device_parity(name:str, spec:DataSpec, devices=('cpu', 'cuda'), steps:int=3, bs:int=4, config:str='cpu', lr:float=1e-3) -> dict:
+    "fp32 eager training of one initial model on one batch on two devices: each device's losses, and the largest weight gap"
+    torch.manual_seed(0)
+    cfg = default_config(name) if config == 'cpu' else MODELS[name].config_class()
+    init = get_model(name, cfg, spec).state_dict()
+    xb = random_batch(spec, bs)
+    runs = []
+    for d in devices:
+        m = get_model(name, cfg, spec); m.load_state_dict(init)
+        m.to(d).eval()      # eval mode: no dropout, no bottleneck sampling, fixed BatchNorm: both devices run one function
+        opt = torch.optim.AdamW(m.parameters(), lr=lr)
+        x, y = [t.to(d) for t in xb[:4]], xb[4].to(d)
+        ls = []
+        for _ in range(steps):
+            loss = _loss(m, x, y); opt.zero_grad(); loss.backward(); opt.step(); ls.append(float(loss.detach()))
+        runs.append((str(d), ls, {k: v.detach().float().cpu() for k, v in m.state_dict().items()}))
+    (da, la, wa), (db, lb, wb) = runs
+    gap = max(float((wa[k] - wb[k]).abs().max()) for k in wa if wa[k].is_floating_point())
+    return {'devices': [da, db], 'losses': [la, lb], 'max_weight_diff': gap,
+            'max_loss_rel_diff': max(abs(x - y) / max(abs(x), 1e-8) for x, y in zip(la, lb))}
+
 # %% ../../nbs/42_deploy.bench.ipynb #04abc00c
 QUICK = dict(batch_sizes=(1, 16), sizes=(300, 600))
 
@@ -380,6 +458,9 @@ def hancross_bench(models:Param('registry models (default: all)', str, nargs='+'
                    device:str='auto',              # auto, cpu or cuda
                    threads:int=None,               # torch intra-op threads (default: torch's choice)
                    max_epoch_sales:int=None,       # skip the one-epoch run above this many sales
+                   config:str='cpu',               # cpu (registry CPU configs) or reference (the reference configs, 224 px)
+                   img_size:int=None,              # image side for the models (default: the data's; 224 with reference)
+                   modes:Param('inference and/or train', str, nargs='+')=None,
                   ):
     "Throughput, latency, memory and FLOP efficiency of the registry models; loader and scaling benchmarks"
     bad = [m for m in models or [] if m not in list_models()]
@@ -391,6 +472,11 @@ def hancross_bench(models:Param('registry models (default: all)', str, nargs='+'
     sz = tuple(s for s in (sizes or (QUICK['sizes'] if quick else (1000, 10000, 50000, 167492))) if s > 0)
     log = lambda m: print(m, file=sys.stderr, flush=True)
     if threads is not None and threads < 1: raise BadInput(f"--threads must be >= 1, got {threads}")
-    res = run_bench(models, bs, sz, data_dir, out_dir, dev, quick, profile, threads, max_epoch_sales, log)
+    if config not in ('cpu', 'reference'): raise BadInput(f"--config must be cpu or reference, got '{config}'")
+    bad = [m for m in modes or [] if m not in ('inference', 'train')]
+    if bad: raise BadInput(f"--modes: '{bad[0]}' is not inference or train")
+    if img_size is not None and img_size < 8: raise BadInput(f"--img_size must be >= 8, got {img_size}")
+    res = run_bench(models, bs, sz, data_dir, out_dir, dev, quick, profile, threads, max_epoch_sales, log, config, img_size,
+                    tuple(modes or ('inference', 'train')))
     print(Path(out_dir)/'bench.md')
     print(json.dumps(res.get('status', {})))

@@ -11,8 +11,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import evaluating
 
 # %% auto #0
-__all__ = ['AttentionConfig', 'VolatilityCrossAttention', 'BaseFusionModule', 'VolatilityGate', 'FixedGate', 'ConcatFusion',
-           'kl_divergence', 'StochasticBottleneck', 'MINE', 'AuxTap', 'CrossModalModel', 'capture_aux',
+__all__ = ['AttentionConfig', 'VolatilityCrossAttention', 'fused_attention', 'BaseFusionModule', 'VolatilityGate', 'FixedGate',
+           'ConcatFusion', 'kl_divergence', 'StochasticBottleneck', 'MINE', 'AuxTap', 'CrossModalModel', 'capture_aux',
            'total_aux_loss']
 
 # %% ../../nbs/12_models.fusion.ipynb #8024b635
@@ -37,6 +37,7 @@ class VolatilityCrossAttention(nn.Module):
         self.config = c = config
         self.q, self.k, self.v, self.o = (nn.Linear(c.dim, c.dim) for _ in range(4))
         self.norm = nn.LayerNorm(c.dim)
+        self.fused = False   # runtime switch (see `fused_attention`): scaled_dot_product_attention, no weights returned
 
     def temperature(self, vol, b:int, device=None):
         "Per-sample softmax temperature, `(b,)`"
@@ -51,9 +52,20 @@ class VolatilityCrossAttention(nn.Module):
         k = self.k(tokens).view(b, n, h, -1).transpose(1, 2)                 # (b, h, n, hd)
         v = self.v(tokens).view(b, n, h, -1).transpose(1, 2)                 # (b, h, n, hd)
         tau = self.temperature(vol, b, x.device).view(b, 1, 1, 1)
-        attn = (q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) * tau)).softmax(-1)  # (b, h, tq, n)
-        out = (attn @ v).transpose(1, 2).reshape(b, tq, d)                 # (b, tq, dim)
+        if self.fused:   # the temperature folds into the queries; a fused kernel never materialises the weights
+            out, attn = F.scaled_dot_product_attention((q / tau).to(v.dtype), k, v), None
+        else:
+            attn = (q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) * tau)).softmax(-1)  # (b, h, tq, n)
+            out = attn @ v
+        out = out.transpose(1, 2).reshape(b, tq, d)                        # (b, tq, dim)
         return self.norm(self.o(out)), attn
+
+# %% ../../nbs/12_models.fusion.ipynb #23db0a6d
+def fused_attention(model:nn.Module, on:bool=True) -> nn.Module:
+    "Switch every `VolatilityCrossAttention` in `model` to the fused kernel (no weights returned), or back"
+    for m in model.modules():
+        if isinstance(m, VolatilityCrossAttention): m.fused = on
+    return model
 
 # %% ../../nbs/12_models.fusion.ipynb #a5d7f6e8
 class BaseFusionModule(nn.Module):

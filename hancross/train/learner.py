@@ -4,7 +4,7 @@
 
 # %% ../../nbs/20_train.learner.ipynb #f400b970
 from __future__ import annotations
-import dataclasses, json, math, os, random, sys, time
+import dataclasses, json, math, os, pickle, random, sys, time
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from fastai.optimizer import Adam
 from fastai.metrics import AccumMetric
 from fastai.distributed import DistributedDL
 from fastcore.script import call_parse, Param, store_true
+from fastcore.foundation import L
 
 # %% auto #0
 __all__ = ['fastai_metrics', 'regression_loss', 'AuxLoss', 'make_checkpoint', 'load_checkpoint', 'load_model', 'InFit',
@@ -90,7 +91,7 @@ class AuxLoss(Callback):
 
 # %% ../../nbs/20_train.learner.ipynb #e57a59f6
 def _versions():
-    return {'hancross': __version__, 'torch': torch.__version__, 'fastai': fastai.__version__}
+    return {'hancross': __version__, 'torch': str(torch.__version__), 'fastai': fastai.__version__}   # str: TorchVersion is a class
 
 def make_checkpoint(learn, cfg:Config, **extra) -> dict:
     "The portable part of a checkpoint"
@@ -100,10 +101,13 @@ def make_checkpoint(learn, cfg:Config, **extra) -> dict:
             'state_dict': {k: v.detach().cpu() for k,v in m.state_dict().items()}, 'versions': _versions(), **extra}
 
 def load_checkpoint(path) -> dict:
-    "Read a checkpoint file, with a clear error for anything that is not one"
+    "Read a checkpoint file as plain data only (`weights_only`: nothing in it can run code), with a clear error otherwise"
     path = Path(path)
     if not path.is_file(): raise BadInput(f"{path}: checkpoint not found")
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
+    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise BadInput(f"{path}: refused: it holds objects that need code to load, and a checkpoint is loaded as plain data only "
+                       f"({str(e).splitlines()[0][:120]})") from None
     except Exception as e: raise BadInput(f"{path}: not a readable checkpoint ({type(e).__name__})")
     if not isinstance(ck, dict) or ck.get('format') != 'hancross-checkpoint/1': raise BadInput(f"{path}: not a hancross checkpoint")
     return ck
@@ -118,14 +122,25 @@ def load_model(path):
 
 # %% ../../nbs/20_train.learner.ipynb #0750daa0
 def _rng_state(learn):
-    return {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
+    "Every RNG's state as plain data (tensors, numbers, tuples), so a checkpoint loads with `weights_only=True`"
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {'python': random.getstate(), 'numpy': (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+            'torch': torch.get_rng_state(),
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             'dls': [_base_dl(dl).rng.getstate() for dl in learn.dls.loaders]}
+
+def _plain(o):
+    "fastcore `L`s as lists and numpy scalars as numbers, recursively: the optimizer state as plain data"
+    if isinstance(o, np.generic): return o.item()
+    if isinstance(o, (L, list)): return [_plain(x) for x in o]
+    if isinstance(o, dict): return {k: _plain(v) for k, v in o.items()}
+    return o
 
 def _base_dl(dl): return getattr(dl, 'dl', dl)   # under DDP, fastai wraps each loader in a DistributedDL
 
 def _set_rng_state(learn, s):
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
+    kind, keys, pos, has_gauss, gauss = s['numpy']
+    random.setstate(s['python']); np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)); torch.set_rng_state(s['torch'])
     if s.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
     for dl, st in zip(learn.dls.loaders, s['dls']): _base_dl(dl).rng.setstate(st)
 
@@ -157,8 +172,8 @@ class Checkpoint(InFit):
     def __init__(self, path, cfg): self.path, self.cfg = Path(path), cfg
     def after_epoch(self):
         if not self._in_fit: return
-        trackers = {type(cb).__name__: cb.best for cb in self.learn.cbs if isinstance(cb, TrackerCallback)}
-        ck = make_checkpoint(self.learn, self.cfg, epoch=self.epoch, n_epoch=self.n_epoch, opt=self.opt.state_dict(),
+        trackers = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if isinstance(cb, TrackerCallback)}
+        ck = make_checkpoint(self.learn, self.cfg, epoch=self.epoch, n_epoch=self.n_epoch, opt=_plain(self.opt.state_dict()),
                              rng=_rng_state(self.learn), trackers=trackers)
         tmp = self.path.with_suffix('.tmp'); torch.save(ck, tmp); os.replace(tmp, self.path)   # never a half-written last.pth
 
@@ -177,7 +192,7 @@ class Resume(Callback):
     def __init__(self, ck:dict): self.ck = ck
     def after_fit(self): self.learn.remove_cb(self)   # once: later get_preds calls fire fit events too
     def before_fit(self):
-        self.opt.load_state_dict(self.ck['opt'])
+        self.opt.load_state_dict({**self.ck['opt'], 'hypers': L(self.ck['opt']['hypers'])})
         for cb in self.learn.cbs:
             if isinstance(cb, TrackerCallback) and type(cb).__name__ in self.ck['trackers']:
                 cb.best = self.ck['trackers'][type(cb).__name__]

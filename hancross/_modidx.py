@@ -209,6 +209,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                'hancross.core.DataConfig': ('core.html#dataconfig', 'hancross/core.py'),
                                'hancross.core.DataSpec': ('core.html#dataspec', 'hancross/core.py'),
                                'hancross.core.TrainConfig': ('core.html#trainconfig', 'hancross/core.py'),
+                               'hancross.core.TrainConfig.__post_init__': ('core.html#trainconfig.__post_init__', 'hancross/core.py'),
                                'hancross.core._coerce': ('core.html#_coerce', 'hancross/core.py'),
                                'hancross.core._find_root': ('core.html#_find_root', 'hancross/core.py'),
                                'hancross.core._type_name': ('core.html#_type_name', 'hancross/core.py'),

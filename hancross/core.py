@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #5ce52bbb
 from __future__ import annotations
-import dataclasses, difflib, functools, os, random, sys, typing, warnings
+import dataclasses, difflib, functools, math, os, random, sys, typing, warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 import numpy as np
@@ -94,7 +94,8 @@ def from_dict(cls, d:dict, where:str=''):
             hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
             raise BadInput(f"unknown config key '{key}'{hint}")
         kw[k] = _coerce(hints[k], v, key)
-    return cls(**kw)
+    try: return cls(**kw)
+    except (AssertionError, ValueError) as e: raise BadInput(f"{where or cls.__name__}: {e}") from None   # a value out of range
 
 # %% ../nbs/00_core.ipynb #db79c05f
 @dataclass
@@ -137,6 +138,19 @@ class TrainConfig:
     beta:               float = 0.0     # weight of the bottleneck KL term
     mi_weight:          float = 0.0     # weight of the MINE term
     seed:               int   = 0       # seeds python, numpy and torch
+
+    def __post_init__(self):
+        "Out-of-range values are bad input, caught when the config is loaded or overridden, not mid-run"
+        bad = next((m for ok, m in [
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0, f"learning_rate must be a finite positive number, got {self.learning_rate}"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be finite and >= 0, got {self.weight_decay}"),
+            (math.isfinite(self.gradient_clip_norm) and self.gradient_clip_norm >= 0, f"gradient_clip_norm must be finite and >= 0 (0 disables), got {self.gradient_clip_norm}"),
+            (self.num_epochs >= 1, f"num_epochs must be at least 1, got {self.num_epochs}"),
+            (self.loss in ('mse', 'huber'), f"loss must be mse or huber, got '{self.loss}'"),
+            (math.isfinite(self.beta) and self.beta >= 0 and math.isfinite(self.mi_weight) and self.mi_weight >= 0, "beta and mi_weight must be finite and >= 0"),
+        ] if not ok), None)
+        if bad: raise BadInput(f"training.{bad}")
 
 @dataclass
 class DataConfig:

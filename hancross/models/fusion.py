@@ -24,7 +24,8 @@ class AttentionConfig:
     adaptation_strength:   float = 0.2     # s: temperature in [1-s, 1+s], gate logit shift s * w * vol
 
     def __post_init__(self):
-        assert 0 <= self.adaptation_strength < 1, f"adaptation_strength must be in [0, 1), got {self.adaptation_strength}"
+        if not 0 <= self.adaptation_strength < 1: raise ValueError(f"adaptation_strength must be in [0, 1), got {self.adaptation_strength}")
+        if self.num_heads < 1 or self.head_dim < 1: raise ValueError(f"num_heads and head_dim must be at least 1, got {self.num_heads}, {self.head_dim}")
 
     @property
     def dim(self) -> int: return self.num_heads * self.head_dim

@@ -437,6 +437,7 @@ def hancross_train(config:str=None,                # YAML config (names the mode
                   ):
     "Train any registry model with a fastai Learner (under torchrun: DDP)"
     if config is None: raise BadInput("--config is required (e.g. --config configs/hancross_cpu.yaml)")
+    if epochs is not None and epochs < 1: raise BadInput(f"--epochs must be at least 1, got {epochs}")
     cfg = _override(load_config(config), seed=seed, batch_size=bs, learning_rate=lr, beta=beta, mi_weight=regularization_weight)
     data = data_dir or cfg.data.data_dir
     if not Path(data).is_dir(): raise BadInput(f"{data}: dataset directory not found")

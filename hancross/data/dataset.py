@@ -131,8 +131,11 @@ def read_meta(path) -> dict:
     "metadata.json of dataset `path`"
     f = Path(path)/'metadata.json'
     if not f.is_file(): raise BadInput(f"{f}: missing (is {path} a hancross dataset?)")
-    try: return json.loads(f.read_text())
+    try: meta = json.loads(f.read_text())
     except json.JSONDecodeError as e: raise BadInput(f"{f}: not valid JSON ({e.msg} at line {e.lineno})")
+    miss = [k for k in REQUIRED_META if k not in meta] if isinstance(meta, dict) else REQUIRED_META
+    if miss: raise BadInput(f"{f}: not a hancross dataset's metadata (missing {', '.join(miss)})")
+    return meta
 
 def read_samples(path) -> pd.DataFrame:
     "samples.csv with parsed times (ids and paths kept as strings)"

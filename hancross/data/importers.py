@@ -45,7 +45,7 @@ def norm_id(x) -> str:
     "Canonical token id: '0012', 'punk0012', 'punk_12', '12.0' -> '12'; non-numeric ids are kept as written"
     s = str(x).strip()
     if re.fullmatch(r'\d+\.0+', s): s = s.split('.')[0]      # ids read back as floats
-    m = re.fullmatch(r'[A-Za-z]*[-_#]?0*(\d+)', s)
+    m = re.fullmatch(r'(?:[A-Za-z]+[-_#]?)?0*(\d+)', s)     # a separator only after a prefix: '-3' is not token 3
     return m.group(1) if m else s
 
 def _safe(s) -> str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(s)).strip('_') or 'x'

@@ -52,6 +52,7 @@ def _check_samples(path:Path, meta:dict, r:Report):
     except Exception as e: r.err('samples', f"{f}: unreadable as CSV ({type(e).__name__}: {str(e).splitlines()[0]})"); return None
     miss = [c for c in SAMPLE_COLUMNS if c not in df.columns]
     if miss: r.err('samples', f"{f}: missing columns {', '.join(miss)}"); return None
+    if not len(df): r.err('samples', f"{f}: no samples (a header and no rows)"); return None
     line = lambda i: i + 2   # header is line 1
     dup = df['sample_id'].duplicated(keep='first')
     for i in np.flatnonzero(dup): r.err('duplicate', f"{f} line {line(i)}: duplicate sample_id '{df.sample_id[i]}'")

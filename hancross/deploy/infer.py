@@ -222,6 +222,7 @@ def hancross_infer(model_path:str=None,       # checkpoint (best_model.pth or la
                   ):
     "Predict sale prices from a checkpoint: one image + market CSV, or a dataset split"
     if model_path is None: raise BadInput("--model_path is required")
+    if top_k < 1: raise BadInput(f"--top_k must be at least 1, got {top_k}")
     if output_format not in ('json', 'csv'): raise BadInput(f"--output_format '{output_format}' is not one of json, csv")
     if data_dir is not None and (visual_input or temporal_input):
         raise BadInput("give either --data_dir or --visual_input/--temporal_input, not both")

@@ -382,6 +382,7 @@ def evaluate(model_path, data_dir, output_dir=None, metrics=METRICS, split:str='
     bad = [m for m in metrics if m not in METRICS]
     if bad: raise BadInput(f"unknown metric '{bad[0]}' (choose from {', '.join(METRICS)})")
     p, y, ids = predict_checkpoint(model_path, data_dir, split)
+    if not len(y): raise BadInput(f"{data_dir}: the {split} split is empty: nothing to evaluate")
     allm = metrics(p, y)
     res = {'model_path': str(model_path), 'data_dir': str(data_dir), 'split': split, 'n': int(len(y)), **{m: allm[m] for m in metrics}}
     if output_dir is not None:

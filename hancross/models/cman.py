@@ -74,6 +74,7 @@ class TextEncoder(nn.Module):
         t = self.tokenizer(list(captions), padding=True, truncation=True, max_length=max_len, return_tensors='pt')
         return t['input_ids'], t['attention_mask']
     def forward(self, ids, mask):
+        l = int(mask.sum(1).max()); ids, mask = ids[:, :l], mask[:, :l]      # captions tokenised together: drop shared right padding
         return self.net(input_ids=ids, attention_mask=mask).last_hidden_state, mask == 0     # (b, l, c), pad mask
 
 # %% ../../nbs/18_models.cman.ipynb #9cfe7b49

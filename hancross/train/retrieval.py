@@ -20,7 +20,7 @@ from fastai.optimizer import Adam
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, from_dict, seed_everything
 from ..data.trimodal import Retrieval, read_retrieval
-from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table
+from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table, reference_config
 from ..analysis.retrieval import retrieval_table, chance_table
 
 # %% auto #0

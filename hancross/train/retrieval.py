@@ -25,7 +25,7 @@ from ..analysis.retrieval import retrieval_table, chance_table
 
 # %% auto #0
 __all__ = ['MISSING', 'TriBatches', 'retrieval_dls', 'embed_split', 'evaluate', 'MeanRecall', 'RetrievalTrainConfig', 'CMANRun',
-           'cman_learner', 'save_cman', 'load_cman', 'load_run', 'train_retrieval', 'SaveBestCMAN',
+           'HardestAfter', 'cman_learner', 'save_cman', 'load_cman', 'load_run', 'train_retrieval', 'SaveBestCMAN',
            'hancross_train_retrieval', 'hancross_eval_retrieval']
 
 # %% ../../nbs/22_train.retrieval.ipynb #cbd2eb03
@@ -98,6 +98,7 @@ class RetrievalTrainConfig:
     weight_decay:  float = 0.01
     batch_size:    int   = 32
     num_epochs:    int   = 5
+    warmup_epochs: int   = 1         # epochs of sum-of-hinges before the hardest negative (when model.hardest)
     seed:          int   = 0
 
 @dataclass
@@ -106,12 +107,19 @@ class CMANRun:
     model:    CMANConfig = field(default_factory=CMANConfig)
     training: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
 
+class HardestAfter(Callback):
+    "Sum of hinges for the first `n` epochs, then the hardest negative (VSE++'s warm-up: hardest negatives stall a cold start)"
+    def __init__(self, n:int=1): self.n = n
+    def before_epoch(self): self.learn.loss_func.hardest = self.epoch >= self.n
+    def after_fit(self): self.learn.loss_func.hardest = True
+
 def cman_learner(dls, c:CMANConfig, tc:RetrievalTrainConfig=None, model=None, cbs=None, path='.') -> Learner:
     "A fastai `Learner` for CMAN with the max-margin loss and mean R@5 on the validation split"
     tc = tc or RetrievalTrainConfig()
     model = model or CMAN(c)
+    warm = [HardestAfter(tc.warmup_epochs)] if c.hardest and tc.warmup_epochs else []
     return Learner(dls, model, loss_func=MaxMarginLoss(c.margin, c.hardest), opt_func=partial(Adam, wd=tc.weight_decay, decouple_wd=True),
-                   lr=tc.learning_rate, metrics=[MeanRecall(5)], cbs=cbs, path=path)
+                   lr=tc.learning_rate, metrics=[MeanRecall(5)], cbs=warm + list(cbs or []), path=path)
 
 # %% ../../nbs/22_train.retrieval.ipynb #f98ad846
 def save_cman(model:CMAN, run:CMANRun, path, **extra):

@@ -98,7 +98,7 @@ class RetrievalTrainConfig:
     weight_decay:  float = 0.01
     batch_size:    int   = 32
     num_epochs:    int   = 5
-    warmup_epochs: int   = 1         # epochs of sum-of-hinges before the hardest negative (when model.hardest)
+    warmup_epochs: int   = 2         # epochs of sum-of-hinges before the hardest negative (when model.hardest)
     seed:          int   = 0
 
 @dataclass

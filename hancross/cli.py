@@ -9,7 +9,8 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['COMMANDS', 'quiet_warnings', 'run', 'generate', 'validate', 'import_collection', 'import_punks', 'train', 'evaluate',
-           'infer', 'export', 'bench', 'reproduce', 'docs']
+           'infer', 'export', 'bench', 'reproduce', 'docs', 'build_trimodal', 'import_trimodal', 'train_retrieval',
+           'eval_retrieval']
 
 # %% ../nbs/70_cli.ipynb #437eeb51
 def quiet_warnings():
@@ -39,6 +40,10 @@ COMMANDS = {   # command -> 'module:function' it runs
     'hancross-bench': 'hancross.deploy.bench:hancross_bench',
     'hancross-reproduce': 'hancross.reproduce.driver:hancross_reproduce',
     'hancross-docs': 'hancross.docs:hancross_docs',
+    'hancross-build-trimodal': 'hancross.data.trimodal:hancross_build_trimodal',
+    'hancross-import-trimodal': 'hancross.data.trimodal:hancross_import_trimodal',
+    'hancross-train-retrieval': 'hancross.train.retrieval:hancross_train_retrieval',
+    'hancross-eval-retrieval': 'hancross.train.retrieval:hancross_eval_retrieval',
 }
 
 def generate(): return run(COMMANDS['hancross-generate'])
@@ -52,3 +57,7 @@ def export(): return run(COMMANDS['hancross-export'])
 def bench(): return run(COMMANDS['hancross-bench'])
 def reproduce(): return run(COMMANDS['hancross-reproduce'])
 def docs(): return run(COMMANDS['hancross-docs'])
+def build_trimodal(): return run(COMMANDS['hancross-build-trimodal'])
+def import_trimodal(): return run(COMMANDS['hancross-import-trimodal'])
+def train_retrieval(): return run(COMMANDS['hancross-train-retrieval'])
+def eval_retrieval(): return run(COMMANDS['hancross-eval-retrieval'])

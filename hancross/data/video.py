@@ -98,7 +98,7 @@ def render_clip(sprite:np.ndarray, lat:dict, c:VideoConfig, rng:np.random.Genera
         out[i] = np.rint(sp[..., :3] * a + bg * (1 - a)).clip(0, 255).astype(np.uint8)
     return out
 
-# %% ../../nbs/06_data.video.ipynb #4a5b2ec9
+# %% ../../nbs/06_data.video.ipynb #300abb69
 def score_parts(L:pd.DataFrame) -> dict:
     "Per trait `(static, dynamic, interaction)` parts (arrays) of the clean scores of latents `L`"
     z = lambda k: L[k].to_numpy(np.float64) - .5
@@ -106,8 +106,8 @@ def score_parts(L:pd.DataFrame) -> dict:
     return {'openness':          (.8 * z('bg_hue'), .2 * z('nod_tempo'), zero),
             'conscientiousness': (zero, z('calm'), zero),
             'extraversion':      (.2 * z('border_hue'), .8 * z('sway'), zero),
-            'agreeableness':     (z('border_hue'), zero, zero),
-            'neuroticism':       (zero, zero, np.where(L['badge'] > .5, 1, -1) * z('nod_tempo'))}
+            'agreeableness':     (.8 * z('border_hue') + .2 * z('badge'), zero, zero),
+            'neuroticism':       (zero, zero, np.where(L['bg_hue'] > .5, 1, -1) * z('sway'))}
 
 def draw_latents(n:int, rng:np.random.Generator) -> pd.DataFrame:
     "Independent cues: uniform in [0, 1], the badge 0 or 1"

@@ -10,7 +10,7 @@ from fastcore.script import anno_parser
 # %% auto #0
 __all__ = ['COMMANDS', 'quiet_warnings', 'run', 'generate', 'validate', 'import_collection', 'import_punks', 'train', 'evaluate',
            'infer', 'export', 'bench', 'reproduce', 'docs', 'build_trimodal', 'import_trimodal', 'train_retrieval',
-           'eval_retrieval']
+           'eval_retrieval', 'generate_video', 'train_video']
 
 # %% ../nbs/70_cli.ipynb #437eeb51
 def quiet_warnings():
@@ -44,6 +44,8 @@ COMMANDS = {   # command -> 'module:function' it runs
     'hancross-import-trimodal': 'hancross.data.trimodal:hancross_import_trimodal',
     'hancross-train-retrieval': 'hancross.train.retrieval:hancross_train_retrieval',
     'hancross-eval-retrieval': 'hancross.train.retrieval:hancross_eval_retrieval',
+    'hancross-generate-video': 'hancross.data.video:hancross_generate_video',
+    'hancross-train-video': 'hancross.train.video:hancross_train_video',
 }
 
 def generate(): return run(COMMANDS['hancross-generate'])
@@ -61,3 +63,5 @@ def build_trimodal(): return run(COMMANDS['hancross-build-trimodal'])
 def import_trimodal(): return run(COMMANDS['hancross-import-trimodal'])
 def train_retrieval(): return run(COMMANDS['hancross-train-retrieval'])
 def eval_retrieval(): return run(COMMANDS['hancross-eval-retrieval'])
+def generate_video(): return run(COMMANDS['hancross-generate-video'])
+def train_video(): return run(COMMANDS['hancross-train-video'])

@@ -117,10 +117,12 @@ def register_model(config):
     if not isinstance(name, str) or not is_dataclass(config):
         raise TypeError(f"{config!r}: a model config must be a dataclass with a default `name`")
     def _inner(cls):
-        old = MODELS.get(name)
-        if old is not None and old.__qualname__ != cls.__qualname__:   # the same class again (a re-run cell) replaces itself
-            raise ValueError(f"model name '{name}' is registered twice ({old.__qualname__}, {cls.__qualname__})")
         cls.config_class = config
+        old, packaged = MODELS.get(name), lambda c: c.__module__.startswith('hancross.')
+        if old is not None and packaged(old):
+            if not packaged(cls): return cls   # a notebook's own copy of a packaged model: the package's stays registered
+            if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(f"model name '{name}' is registered twice ({old.__module__}.{old.__qualname__}, {cls.__module__}.{cls.__qualname__})")
         MODELS[name] = cls
         return cls
     return _inner

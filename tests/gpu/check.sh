@@ -63,6 +63,6 @@ $BIN/hancross-bench --device $DEVICE --config reference --img_size $SIDE --model
 echo "benchmark: $(( $(date +%s) - t0 )) s"
 
 # (4) one paper notebook on the paper profile: the benchmark notebook on this device
-$PY -m papermill -k python3 nbs/paper/10_benchmark.ipynb "$OUT/10_benchmark.ipynb" -p profile paper -p device $DEVICE \
-  -p fig_dir "$OUT" -p out_dir "$OUT" -p sizes "$SIZES" -p threads 1 --cwd nbs/paper > /dev/null
+$PY -m papermill -k python3 -l python nbs/paper/10_benchmark.ipynb "$OUT/10_benchmark.ipynb" -p profile paper -p device $DEVICE \
+  -p fig_dir "$OUT" -p out_dir "$OUT" -y "sizes: $SIZES" -p threads 1 --cwd nbs/paper > /dev/null
 echo "paper notebook: $(( $(date +%s) - t0 )) s; results in $OUT"

@@ -18,7 +18,8 @@ from ..core import (BadInput, cli_guard, config_to_dict, seed_everything, get_de
 from ..data.dataset import hancross_dls
 from ..models.fusion import capture_aux, total_aux_loss, MINE
 from ..models.registry import Config, config_from_dict, load_config, get_model
-from ..analysis.metrics import METRICS, metrics, regression_metrics
+from ..analysis.metrics import METRICS, regression_metrics
+from ..analysis.metrics import metrics as all_metrics
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
@@ -383,7 +384,7 @@ def evaluate(model_path, data_dir, output_dir=None, metrics=METRICS, split:str='
     if bad: raise BadInput(f"unknown metric '{bad[0]}' (choose from {', '.join(METRICS)})")
     p, y, ids = predict_checkpoint(model_path, data_dir, split)
     if not len(y): raise BadInput(f"{data_dir}: the {split} split is empty: nothing to evaluate")
-    allm = metrics(p, y)
+    allm = all_metrics(p, y)   # (`metrics` here is the list of names asked for)
     res = {'model_path': str(model_path), 'data_dir': str(data_dir), 'split': split, 'n': int(len(y)), **{m: allm[m] for m in metrics}}
     if output_dir is not None:
         o = Path(output_dir); o.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,9 @@ def _defined(src:str) -> list:
 
 def doc_md(obj) -> str:
     "`show_doc` of `obj` as Markdown, without the source link (the project has no public source host)"
-    md = show_doc(obj)._repr_markdown_()
+    try: md = show_doc(obj)._repr_markdown_()
+    except NameError as e:   # an annotation names something its module never imports
+        raise BadInput(f"show_doc({getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}): an annotation does not resolve: {e}") from None
     return re.sub(r'\[source\]\([^)]*\)\{[^}]*\}\n?', '', md)
 
 # %% ../nbs/80_docs.ipynb #d9eb3f7b

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
+import pandas as pd
 from torchvision.models.resnet import BasicBlock
 from ..core import BadInput
 from .xattn import (CompletePersonalityModel, StaticFeatureExtractor, DynamicFeatureExtractor,
@@ -170,5 +171,4 @@ def video_model(c:VideoModelConfig) -> nn.Module:
 # %% ../../nbs/19_models.video.ipynb #a5dc2bbb
 def param_table(configs:dict) -> pd.DataFrame:
     "Keras-style parameter counts of each named config's model"
-    import pandas as pd
     return pd.DataFrame({k: keras_param_counts(video_model(c)) for k, c in configs.items()}).T

@@ -8,9 +8,9 @@ import importlib, warnings
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['COMMANDS', 'quiet_warnings', 'run', 'generate', 'validate', 'import_collection', 'import_punks', 'train', 'evaluate',
-           'infer', 'export', 'bench', 'reproduce', 'docs', 'build_trimodal', 'import_trimodal', 'train_retrieval',
-           'eval_retrieval', 'generate_video', 'train_video']
+__all__ = ['COMMANDS', 'quiet_warnings', 'run', 'generate', 'validate', 'import_collection', 'import_punks', 'build_cryptopunks',
+           'train', 'evaluate', 'infer', 'export', 'bench', 'reproduce', 'docs', 'build_trimodal', 'import_trimodal',
+           'train_retrieval', 'eval_retrieval', 'generate_video', 'train_video']
 
 # %% ../nbs/70_cli.ipynb #437eeb51
 def quiet_warnings():
@@ -33,6 +33,7 @@ COMMANDS = {   # command -> 'module:function' it runs
     'hancross-validate': 'hancross.data.validate:hancross_validate',
     'hancross-import-collection': 'hancross.data.importers:hancross_import_collection',
     'hancross-import-punks': 'hancross.data.importers:hancross_import_punks',
+    'hancross-build-cryptopunks': 'hancross.data.importers:hancross_build_cryptopunks',
     'hancross-train': 'hancross.train.learner:hancross_train',
     'hancross-evaluate': 'hancross.train.learner:hancross_evaluate',
     'hancross-infer': 'hancross.deploy.infer:hancross_infer',
@@ -52,6 +53,7 @@ def generate(): return run(COMMANDS['hancross-generate'])
 def validate(): return run(COMMANDS['hancross-validate'])
 def import_collection(): return run(COMMANDS['hancross-import-collection'])
 def import_punks(): return run(COMMANDS['hancross-import-punks'])
+def build_cryptopunks(): return run(COMMANDS['hancross-build-cryptopunks'])
 def train(): return run(COMMANDS['hancross-train'])
 def evaluate(): return run(COMMANDS['hancross-evaluate'])
 def infer(): return run(COMMANDS['hancross-infer'])

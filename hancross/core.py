@@ -158,6 +158,10 @@ class TrainConfig:
 class DataConfig:
     data_dir:    str = 'data/nft_market'  # dataset in the hancross dataset format
     num_workers: int = 0                  # DataLoader workers (tensors are in memory already)
+    target:      str = 'premium'          # premium: log premium over the market level known at prediction time; absolute: log price
+
+    def __post_init__(self):
+        if self.target not in ('premium', 'absolute'): raise BadInput(f"data.target must be premium or absolute, got '{self.target}'")
 
 
 # %% ../nbs/00_core.ipynb #6a79d382

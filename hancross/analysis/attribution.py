@@ -189,11 +189,10 @@ def attribute_split(model, dls, split:str='test', *, n:int=32, methods=METHODS, 
         for m in methods: out[m].append(attribute(model, xb, m, baselines=base if m == 'ig' else None, **kw))
     cat = lambda l, k: torch.cat([o[k] for o in l]) if l and l[0][k] is not None else None
     res = {m: dict(method=m, img=cat(l, 'img'), series=cat(l, 'series'), delta=cat(l, 'delta')) for m, l in out.items()}
-    s = dls.stats
     res['samples'] = pd.DataFrame(dict(pos=pos, sample_id=rows['sample_id'].to_numpy()[pos], collection=coll[pos],
                                        token_id=rows.get('token_id', rows['sample_id']).astype(str).to_numpy()[pos],
                                        target=md.df['target'].to_numpy()[ds.idx.numpy()[pos]],
-                                       pred=np.concatenate(preds) * s['target_std'] + s['target_mean'] if preds else []))
+                                       pred=ds.untarget(np.concatenate(preds), pos) if preds else []))
     return res
 
 def agreement_table(res:dict, gt:dict, **kw) -> pd.DataFrame:

@@ -15,12 +15,18 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 
 # %% auto #0
-__all__ = ['SERIES_FEATURES', 'ISO', 'REQUIRED_META', 'SAMPLE_COLUMNS', 'SPLITS', 'to_utc', 'fmt_time', 'hourly_market',
-           'is_dataset', 'write_dataset', 'chrono_split', 'read_meta', 'read_samples', 'read_splits', 'load_image',
-           'MarketData', 'compute_stats', 'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL', 'hancross_dls']
+__all__ = ['SERIES_FEATURES', 'SPARSE_FEATURES', 'LEVEL_SALES', 'PRICE_FEATURES', 'TARGETS', 'ISO', 'REQUIRED_META',
+           'SAMPLE_COLUMNS', 'SPLITS', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset', 'write_dataset',
+           'chrono_split', 'read_meta', 'read_samples', 'read_splits', 'load_image', 'MarketData', 'price_columns',
+           'anchored_windows', 'compute_stats', 'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL',
+           'hancross_dls']
 
 # %% ../../nbs/01_data.dataset.ipynb #7d112dc4
 SERIES_FEATURES = ['log_price', 'log_volume', 'n_sales', 'realized_vol']
+SPARSE_FEATURES = ['level', 'level_vol', 'sales_seen', 'hours_since_sale']   # sales-counted market state (real, sparse markets)
+LEVEL_SALES = 25    # sales in the market level's window
+PRICE_FEATURES = ['log_price', 'level']   # series columns in log-price units: shifted by the anchor in premium mode
+TARGETS = ['premium', 'absolute']         # what a model predicts: the log premium over the market anchor, or the log price
 ISO = '%Y-%m-%dT%H:%M:%SZ'
 
 def to_utc(s) -> pd.Series:
@@ -36,8 +42,9 @@ def hourly_market(sales:pd.DataFrame, # columns `time` (UTC) and `price` (ETH, >
                   start=None,         # first bar (default: the first sale's bar)
                   end=None,           # last bar (default: the last sale's bar)
                   vol_bars:int=24,    # bars in the realized-volatility window
+                  level_sales:int=0,  # > 0: add `SPARSE_FEATURES`, the market level from this many sales
                  ) -> pd.DataFrame:
-    "Hourly bars from sales: `time` + `SERIES_FEATURES`; bar `t` covers `(t-1h, t]`"
+    "Hourly bars from sales: `time` + `SERIES_FEATURES` (+ `SPARSE_FEATURES`); bar `t` covers `(t-1h, t]`"
     t = to_utc(sales['time']); p = np.asarray(sales['price'], dtype=float)
     if len(t) == 0: raise BadInput("no sales to build a market series from")
     if not (p > 0).all(): raise BadInput("sale prices must be positive to take logs")
@@ -53,6 +60,17 @@ def hourly_market(sales:pd.DataFrame, # columns `time` (UTC) and `price` (ETH, >
     out['log_volume'] = np.log1p(g['p'].sum().reindex(idx).fillna(0.0))
     out['n_sales'] = g['p'].size().reindex(idx).fillna(0).astype(float)
     out['realized_vol'] = out['log_price'].diff().rolling(vol_bars, min_periods=2).std().fillna(0.0)
+    if level_sales > 0:
+        # per sale, in time order: median and spread of the log prices of the last `level_sales` sales up to it;
+        # a bar takes the state after its last sale, carried forward through hours without sales
+        s = pd.DataFrame({'bar': df['bar'], 'lp': df['lp'], 't': t.to_numpy()}).sort_values('t', kind='stable')
+        roll = s['lp'].rolling(level_sales, min_periods=1)
+        s['level'], s['level_vol'] = roll.median(), roll.std().fillna(0.0)
+        s['sales_seen'] = np.log1p(np.minimum(np.arange(1, len(s) + 1), level_sales))
+        last = s.groupby('bar').last().reindex(idx).ffill()
+        for k in ('level', 'level_vol', 'sales_seen'): out[k] = last[k]
+        hrs = (idx - pd.DatetimeIndex(last['t'])).total_seconds() / 3600
+        out['hours_since_sale'] = np.log1p(np.asarray(hrs, dtype=float))
     out.index.name = 'time'
     return out.reset_index()
 
@@ -225,6 +243,10 @@ def _meta_features(self:MarketData):
     last = np.where(same, np.r_[np.nan, y[:-1]], np.nan)
     self.last_sale = np.empty(len(df)); self.last_sale[order] = last
     self.volatility, self.recent_median = _window_stats(self)
+    if 'level' in self.features: self.recent_median = self.series[self.end - 1, self.features.index('level')].clone()
+    self.anchor = self.recent_median.double().numpy()
+    a = self.anchor[order]
+    self.last_anchor = np.empty(len(df)); self.last_anchor[order] = np.where(same, np.r_[np.nan, a[:-1]], np.nan)
     traits = df['traits'].fillna('') if 'traits' in df else pd.Series([''] * len(df))
     lists = [[t for t in s.split(';') if t] for s in traits]
     self.trait_names = sorted({t for l in lists for t in l})
@@ -235,18 +257,37 @@ def _meta_features(self:MarketData):
 MarketData._meta_features = _meta_features
 
 # %% ../../nbs/01_data.dataset.ipynb #78f8a3ce
-def compute_stats(md:MarketData, train_idx=None) -> dict:
+def price_columns(features) -> list:
+    "Positions of the series columns in log-price units (`PRICE_FEATURES`)"
+    return [j for j, f in enumerate(features) if f in PRICE_FEATURES]
+
+def anchored_windows(md:MarketData, idx) -> torch.Tensor:
+    "Raw windows with the price columns expressed relative to each sample's anchor (premium mode's view)"
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    w, cols = md.windows(idx).clone(), price_columns(md.features)
+    if cols: w[..., cols] -= torch.as_tensor(md.anchor[idx.numpy()], dtype=w.dtype)[:, None, None]
+    return w
+
+def compute_stats(md:MarketData, train_idx=None,
+                  target:str='premium',   # 'premium' (log premium over the anchor) or 'absolute' (log price)
+                  max_windows:int=4096,   # premium mode: series statistics from at most this many train windows, evenly spaced
+                 ) -> dict:
     "Normalisation statistics from the train split only (or the given subset of it)"
+    if target not in TARGETS: raise BadInput(f"target must be one of {TARGETS}, got {target!r}")
     tr = torch.as_tensor(md.split_idx['train'] if train_idx is None else train_idx)
     if len(tr) == 0: raise BadInput(f"{md.path}: the train split is empty")
     y = torch.as_tensor(md.df['target'].to_numpy(np.float32))[tr]
     imgs = md.images[md.img_idx[tr].unique()].float() / 255
-    rows = torch.cat([torch.arange(o, o + n) for o, n in md.series_offsets.values()])
-    cut = int(md.end[tr].max())   # crude but leak-free upper bound: bars before the last train window end
-    ser = md.series[rows[rows < cut]] if (rows < cut).any() else md.series
+    if target == 'premium':
+        y = y - torch.as_tensor(md.anchor, dtype=torch.float32)[tr]
+        ser = anchored_windows(md, tr[np.linspace(0, len(tr) - 1, min(len(tr), max_windows)).round().astype(int)]).flatten(0, 1)
+    else:
+        rows = torch.cat([torch.arange(o, o + n) for o, n in md.series_offsets.values()])
+        cut = int(md.end[tr].max())   # crude but leak-free upper bound: bars before the last train window end
+        ser = md.series[rows[rows < cut]] if (rows < cut).any() else md.series
     v = md.volatility[tr]
     sd = lambda x: float(x.std()) if x.numel() > 1 and float(x.std()) > 1e-8 else 1.0
-    return {'target_mean': float(y.mean()), 'target_std': sd(y),
+    return {'target_mode': target, 'target_mean': float(y.mean()), 'target_std': sd(y),
             'img_mean': imgs.mean(dim=(0, 2, 3)).tolist(), 'img_std': imgs.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist(),
             'series_mean': ser.mean(0).tolist(), 'series_std': ser.std(0).clamp_min(1e-6).tolist(),
             'vol_mean': float(v.mean()), 'vol_std': sd(v), 'n_train': int(len(tr)),
@@ -256,14 +297,14 @@ def save_stats(md:MarketData, stats:dict=None) -> Path:
     "Write the train-split statistics to `stats.json` beside the data"
     f = md.path/'stats.json'; f.write_text(json.dumps(stats or compute_stats(md), indent=1)); return f
 
-def load_stats(md:MarketData) -> dict:
-    "The dataset's `stats.json` if it matches its train split and features, else freshly computed"
+def load_stats(md:MarketData, target:str='premium') -> dict:
+    "The dataset's `stats.json` if it matches its train split, features and target mode, else freshly computed"
     f = md.path/'stats.json'
     if f.is_file():
         s = json.loads(f.read_text())
         if s.get('n_train') == len(md.split_idx['train']) and s.get('features') == md.features \
-           and s.get('trait_names') == md.trait_names: return s
-    return compute_stats(md)
+           and s.get('trait_names') == md.trait_names and s.get('target_mode', 'absolute') == target: return s
+    return compute_stats(md, target=target)
 
 # %% ../../nbs/01_data.dataset.ipynb #127f2f8b
 def _align_traits(md:MarketData, stats:dict) -> torch.Tensor:
@@ -284,21 +325,35 @@ class MarketBatches:
         f = lambda k: torch.tensor(stats[k], dtype=torch.float32)
         self.im_m, self.im_s = f('img_mean')[:, None, None], f('img_std')[:, None, None]
         self.se_m, self.se_s = f('series_mean'), f('series_std')
-        tm, ts = stats['target_mean'], stats['target_std']
+        self.mode, tm, ts = stats.get('target_mode', 'absolute'), stats['target_mean'], stats['target_std']   # old checkpoints: absolute
+        if self.mode not in TARGETS: raise BadInput(f"statistics name an unknown target mode {self.mode!r}; expected one of {TARGETS}")
+        premium = self.mode == 'premium'
+        # premium: everything in log-price units is measured from an anchor known at prediction time
+        self.off = torch.from_numpy(md.anchor).float() if premium else torch.zeros(len(md.df))
+        last_off = np.nan_to_num(md.last_anchor) if premium else 0.0   # repeat sales: the last sale's premium then
         has = torch.from_numpy(~np.isnan(md.last_sale)).float()
-        last = torch.from_numpy(np.nan_to_num((md.last_sale - tm) / ts)).float() * has
-        med = (md.recent_median - tm) / ts
+        last = torch.from_numpy(np.nan_to_num((md.last_sale - last_off - tm) / ts)).float() * has
+        med = (md.recent_median - self.off - tm) / ts
         self.meta = torch.cat([has[:, None], last[:, None], med[:, None], _align_traits(md, stats)], dim=1)
         self.vol = (md.volatility - stats['vol_mean']) / stats['vol_std']
-        self.y = (torch.from_numpy(md.df['target'].to_numpy(np.float32)) - tm) / ts
+        self.y = (torch.from_numpy(md.df['target'].to_numpy(np.float32)) - self.off - tm) / ts
     def __len__(self): return len(self.idx)
     def __getitem__(self, i): return self.batch([i])
     def batch(self, b):
         "`(img, series, vol, meta, y)` for positions `b` of this split"
         i = self.idx[torch.as_tensor(b, dtype=torch.long)]
         img = (self.md.images[self.md.img_idx[i]].float() / 255 - self.im_m) / self.im_s
-        ser = (self.md.windows(i) - self.se_m) / self.se_s
-        return img, ser, self.vol[i], self.meta[i], self.y[i]
+        w = anchored_windows(self.md, i) if self.mode == 'premium' else self.md.windows(i)
+        return img, (w - self.se_m) / self.se_s, self.vol[i], self.meta[i], self.y[i]
+    def positions(self, b=None) -> torch.Tensor:
+        return self.idx if b is None else self.idx[torch.as_tensor(b, dtype=torch.long)]
+    def untarget(self, z, b=None) -> np.ndarray:
+        "Model outputs (or `y`) of positions `b` (default: all, in order) back in log-price units"
+        z = torch.as_tensor(z).detach().float().cpu().reshape(-1)
+        return (z * self.s['target_std'] + self.s['target_mean'] + self.off[self.positions(b)]).numpy()
+    def target(self, b=None) -> np.ndarray:
+        "The raw targets (log price) of positions `b`"
+        return self.md.df['target'].to_numpy(np.float32)[self.positions(b).numpy()]
 
 # %% ../../nbs/01_data.dataset.ipynb #a5f4285e
 class HancrossDL(DataLoader):
@@ -316,6 +371,7 @@ def hancross_dls(path,                 # dataset directory in the hancross datas
                  seed:int=0,           # shuffling seed
                  md:MarketData=None,   # reuse an already loaded dataset
                  stats:dict=None,      # normalisation statistics to use (e.g. a checkpoint's); default: this (filtered) train split's
+                 target:str='premium', # 'premium' or 'absolute' (see `TARGETS`); a checkpoint's `stats` carry their own
                 ) -> DataLoaders:
     "fastai `DataLoaders` (train, valid, test) yielding `(img, series, vol, meta, target)`, `n_inp = 4`"
     md = md or MarketData(path, img_size)
@@ -325,7 +381,7 @@ def hancross_dls(path,                 # dataset directory in the hancross datas
     if stats and stats.get('features') is not None and list(stats['features']) != md.features:
         raise BadInput(f"{path}: series features {md.features} are not the ones the statistics (the model) were made with, "
                        f"{list(stats['features'])}: the model would read the wrong columns")
-    stats = stats or (load_stats(md) if collections is None else compute_stats(md, tr[keep[tr]]))   # only what the model may see
+    stats = stats or (load_stats(md, target) if collections is None else compute_stats(md, tr[keep[tr]], target))   # only what the model may see
     sets = [MarketBatches(md, md.split_idx[k][keep[md.split_idx[k]]], stats) for k in SPLITS]
     dls = DataLoaders(*[HancrossDL(s, bs=bs, shuffle=(k == 'train'), drop_last=(k == 'train' and len(s) > bs),
                                    device=device) for k, s in zip(SPLITS, sets)])

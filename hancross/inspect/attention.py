@@ -55,7 +55,7 @@ def sample_data(model:nn.Module, dls, split:str='test', pos:int=0) -> dict:
     xb = [x.to(model_device(model)) for x in xb]
     out = _outputs(model, xb)
     row, lp = md.df.iloc[i], md.features.index('log_price') if 'log_price' in md.features else 0
-    unz = lambda v: float(v) * s['target_std'] + s['target_mean']
+    unz = lambda v: float(ds.untarget(v.reshape(1), [pos])[0])   # log-price units (premium: the anchor added back)
     return dict(split=split, pos=pos, sample_id=str(row['sample_id']), time=str(row['time']),
                 collection=str(_column(md.df, 'collection', 'series').iloc[i]), token=str(_column(md.df, 'token_id', 'sample_id').iloc[i]),
                 model_name=type(model).__name__, xb=xb, image=_np(md.images[md.img_idx[i]].permute(1, 2, 0)) / 255,  # (h, w, c)
@@ -74,7 +74,7 @@ def split_summary(model:nn.Module, dls, split:str='test', *, bs:int=256, max_sam
         preds.append(_np(out['pred'])); ys.append(_np(y))
         if torch.is_tensor(out.get('gate')): gates.append(_np(out['gate']))
     n = sum(map(len, ys))
-    unz = lambda a: np.concatenate(a) * s['target_std'] + s['target_mean'] if a else np.zeros(0)
+    unz = lambda a: ds.untarget(np.concatenate(a), np.arange(n)) if a else np.zeros(0)
     return dict(split=split, pred=unz(preds), target=unz(ys), gate=np.concatenate(gates) if gates else None,
                 vol=_np(dls.md.volatility[ds.idx[:n]]))
 

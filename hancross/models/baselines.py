@@ -31,6 +31,8 @@ class NaiveConfig:
 class HedonicConfig:
     name:         str  = 'hedonic'  # registry name
     market_level: bool = True       # regress on the market's recent median as well as the trait indicators
+    alphas:       tuple = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # ridge penalties on the trait coefficients, one chosen on validation
+    alpha:        float = 1e-3      # the penalty when there is no validation split to choose with
 
 @dataclass
 class BaselineConfig:
@@ -102,12 +104,13 @@ def _collect(dl):
 
 @register_model(HedonicConfig)
 class Hedonic(CrossModalModel):
-    "OLS on trait indicators (+ market level), fitted in closed form; forward is `X @ coef`"
+    "Ridge on trait indicators (+ market level), penalty chosen on validation, fitted in closed form; forward is `X @ coef`"
     def __init__(self, cfg:HedonicConfig=None, spec:DataSpec=None):
         super().__init__()
         self.cfg, self.spec = cfg or HedonicConfig(), spec or DataSpec()
         self.register_buffer('coef', torch.zeros(self.n_coef))   # [intercept, market level?, traits...]
         self.register_buffer('fitted', torch.tensor(False))
+        self.register_buffer('alpha', torch.tensor(float('nan'), dtype=torch.float64))   # the ridge penalty chosen
 
     @property
     def n_coef(self): return 1 + self.cfg.market_level + self.spec.n_meta - 3
@@ -117,16 +120,30 @@ class Hedonic(CrossModalModel):
         cols = [torch.ones_like(meta[:, :1])] + ([meta[:, 2:3]] if self.cfg.market_level else []) + [meta[:, 3:]]
         return torch.cat(cols, 1)
 
-    def fit(self, meta, series=None, y=None):
-        "Fit by OLS on `(meta, y)`, or on the train split of `dls` when called as `fit(dls)`"
+    def _load_from_state_dict(self, sd, prefix, *args, **kw):
+        sd.setdefault(prefix + 'alpha', torch.tensor(float('nan'), dtype=torch.float64))   # checkpoints from before the ridge
+        super()._load_from_state_dict(sd, prefix, *args, **kw)
+
+    def penalties(self, alpha:float) -> np.ndarray:
+        "Per-coefficient ridge weights: `alpha` on traits, a numerical jitter on intercept and market level"
+        k = 1 + self.cfg.market_level
+        return np.r_[np.full(k, 1e-8), np.full(self.n_coef - k, alpha)]
+
+    def fit(self, meta, series=None, y=None, valid=None):
+        "Ridge fit on `(meta, y)` (penalty chosen on `valid=(meta, y)` if given), or on `dls`'s train split, chosen on its valid split"
         import statsmodels.api as sm
-        if hasattr(meta, 'train'): meta, y = _collect(meta.train.new(shuffle=False, drop_last=False))
+        if hasattr(meta, 'train'):
+            dls = meta; meta, y = _collect(dls.train.new(shuffle=False, drop_last=False))
+            if valid is None and len(dls.valid.dataset): valid = _collect(dls.valid.new(shuffle=False, drop_last=False))
         X, y = self.design(_need_meta(meta, 'hedonic')).double().cpu().numpy(), y.double().cpu().numpy()
-        with warnings.catch_warnings():   # collinear traits (one of each category per token): pinv's minimum-norm fit is intended
-            warnings.filterwarnings('ignore', message='.*rank-deficient')
-            res = sm.OLS(y, X).fit()
-        self.coef.copy_(torch.as_tensor(res.params, dtype=self.coef.dtype)); self.fitted.fill_(True)
-        return res
+        fits = {a: sm.OLS(y, X)._fit_ridge(self.penalties(a)) for a in (self.cfg.alphas if valid is not None else [self.cfg.alpha])}
+        if valid is not None:
+            Xv, yv = self.design(valid[0]).double().cpu().numpy(), valid[1].double().cpu().numpy()
+            self.val_mse = {a: float(np.mean((Xv @ r.params - yv) ** 2)) for a, r in fits.items()}
+            a = min(self.val_mse, key=self.val_mse.get)
+        else: a = self.cfg.alpha
+        self.coef.copy_(torch.as_tensor(fits[a].params, dtype=self.coef.dtype)); self.fitted.fill_(True); self.alpha.fill_(a)
+        return fits[a]
 
     def forward_with_aux(self, img, series, vol=None, meta=None):
         return (self.design(_need_meta(meta, 'hedonic')) @ self.coef[:, None].to(meta.dtype)).squeeze(-1), {}

@@ -267,7 +267,7 @@ def predict_ds(model, ds, stats:dict, bs:int=512):
             *xb, y = ds.batch(np.arange(i, min(i + bs, len(ds))))
             preds.append(model(*[x.to(dev) for x in xb]).float().cpu()); ys.append(y)
     p, y = (torch.cat(preds) if preds else torch.empty(0)), (torch.cat(ys) if ys else torch.empty(0))
-    return p.numpy() * stats['target_std'] + stats['target_mean'], y.numpy() * stats['target_std'] + stats['target_mean']
+    return ds.untarget(p), ds.untarget(y)   # the anchor (premium mode) added back per sample
 
 def predict(learn, ds_idx:int=2):
     "Predictions and targets of split `ds_idx` (0 train, 1 valid, 2 test) in log-price units"
@@ -305,7 +305,8 @@ def train(cfg:Config,                  # resolved config (model, training, data)
     if not resume and last.is_file(): raise BadInput(f"{exp}: experiment exists; pass --resume to continue it or choose another name")
     exp.mkdir(parents=True, exist_ok=True)
     seed_everything(tc.seed)
-    dls = hancross_dls(data_dir or cfg.data.data_dir, bs=tc.batch_size, seed=tc.seed, device=get_device(), collections=collections)
+    dls = hancross_dls(data_dir or cfg.data.data_dir, bs=tc.batch_size, seed=tc.seed, device=get_device(), collections=collections,
+                       target=cfg.data.target)
     if max_train and len(dls.train.dataset) > max_train: subsample_train(dls, max_train, tc.seed)
     n_epoch = epochs if epochs is not None else tc.num_epochs
     if rank == 0: (exp/'config.yaml').write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

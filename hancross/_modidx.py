@@ -386,6 +386,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                          'hancross.data.synthetic.punks_path': ( 'data.synthetic.html#punks_path',
                                                                                  'hancross/data/synthetic.py'),
                                          'hancross.data.synthetic.render': ('data.synthetic.html#render', 'hancross/data/synthetic.py'),
+                                         'hancross.data.synthetic.scenario_config': ( 'data.synthetic.html#scenario_config',
+                                                                                      'hancross/data/synthetic.py'),
                                          'hancross.data.synthetic.simulate_collection': ( 'data.synthetic.html#simulate_collection',
                                                                                           'hancross/data/synthetic.py'),
                                          'hancross.data.synthetic.simulate_level': ( 'data.synthetic.html#simulate_level',

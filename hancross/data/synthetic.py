@@ -13,10 +13,11 @@ from ..core import BadInput, cli_guard, from_dict, data_dir
 from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, to_utc, read_samples, read_splits, chrono_split
 
 # %% auto #0
-__all__ = ['PUNK_BG', 'PUNKS_PIP', 'ART', 'COLLECTIONS', 'REGIMES', 'SCALES', 'PROVENANCE', 'FORMULA', 'punks_path', 'composite',
-           'load_punks', 'ellipse', 'box', 'dots', 'hexrgb', 'tint', 'Trait', 'Layer', 'Art', 'draw_tokens', 'render',
-           'get_art', 'MarketConfig', 'simulate_regimes', 'simulate_level', 'trait_effects', 'simulate_sales',
-           'MarketScale', 'get_scale', 'simulate_collection', 'generate_market', 'hancross_generate']
+__all__ = ['PUNK_BG', 'PUNKS_PIP', 'ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'SCALES', 'PROVENANCE', 'FORMULA', 'punks_path',
+           'composite', 'load_punks', 'ellipse', 'box', 'dots', 'hexrgb', 'tint', 'Trait', 'Layer', 'Art',
+           'draw_tokens', 'render', 'get_art', 'MarketConfig', 'scenario_config', 'simulate_regimes', 'simulate_level',
+           'trait_effects', 'simulate_sales', 'MarketScale', 'get_scale', 'simulate_collection', 'generate_market',
+           'hancross_generate']
 
 # %% ../../nbs/03_data.synthetic.ipynb #b4752209
 PUNK_BG = (0x63, 0x85, 0x96)   # the classic punks background, #638596
@@ -311,6 +312,21 @@ class MarketConfig:
     rarity_activity: float = .3                 # rarer tokens trade more: weight exp(a * P / sd(P))
     noise_sigma:    float = .25                 # sigma of the iid sale noise (log units)
     split:          tuple = (.7, .15, .15)      # chronological train / val / test shares
+    sales_rate:     float = 1.                  # sales per collection = the scale's count x this (0.25: a few a day)
+    boom_log:       float = 0.                  # an out-of-time boom: the level gains this many log units ...
+    boom_span:      tuple = (.7, .85)           # ... linearly between these fractions of the period, and keeps them
+
+SCENARIOS = {   # named markets for tests and studies; 'default' is the embedded market
+    'default': {},
+    'sparse':  dict(sales_rate=.25),                              # a few sales a day per collection at the default scale
+    'boom':    dict(boom_log=4., drift=(0., 1.5e-3, -2e-3)),      # the test period trades >= 3x above any training week
+    'sparse_boom': dict(sales_rate=.25, boom_log=4., drift=(0., 1.5e-3, -2e-3)),   # both, as real NFT markets do
+}
+
+def scenario_config(name:str, **kw) -> MarketConfig:
+    "The `MarketConfig` of a named scenario (`SCENARIOS`), with overrides"
+    if name not in SCENARIOS: raise BadInput(f"unknown scenario '{name}' (choose from {', '.join(SCENARIOS)})")
+    return MarketConfig(**{**SCENARIOS[name], **kw})
 
 # %% ../../nbs/03_data.synthetic.ipynb #b16a0ddb
 def simulate_regimes(cfg:MarketConfig, n_hours:int, rng:np.random.Generator) -> np.ndarray:
@@ -328,7 +344,9 @@ def simulate_level(cfg:MarketConfig, regime:np.ndarray, base:float, rng:np.rando
     u = np.asarray(cfg.drift)[regime] + np.asarray(cfg.vol)[regime] * rng.standard_normal(len(regime))
     x, out = 0., []
     for v in u.tolist(): x = (1 - k) * x + v; out.append(x)     # x_h = (1-k) x_{h-1} + u_h: 13k steps, a few ms
-    return base + np.array(out)
+    a, b = cfg.boom_span
+    boom = cfg.boom_log * np.clip((np.arange(len(regime)) / len(regime) - a) / max(b - a, 1e-9), 0, 1)   # outside the reversion
+    return base + np.array(out) + boom
 
 # %% ../../nbs/03_data.synthetic.ipynb #ecf88d22
 def trait_effects(cfg:MarketConfig, X:np.ndarray, rng:np.random.Generator) -> dict:
@@ -421,7 +439,7 @@ def simulate_collection(name:str, s:MarketScale, cfg:MarketConfig, seed:int) -> 
     regime = simulate_regimes(cfg, H, rng)
     level = simulate_level(cfg, regime, cfg.base_level.get(name, 1.), rng)
     eff = trait_effects(cfg, tk['X'], rng)
-    sales = simulate_sales(cfg, regime, level, eff, tk['X'], tk['tradeable'], s.sales[name], rng)
+    sales = simulate_sales(cfg, regime, level, eff, tk['X'], tk['tradeable'], max(1, int(round(s.sales[name] * cfg.sales_rate))), rng)
     series = hourly_market(sales[['time', 'price']], start=t0, end=t1, level_sales=LEVEL_SALES)   # + the sales-counted level (the premium anchor)
     smp = sales[~sales.warmup].reset_index(drop=True)
     n_before = np.searchsorted(series['time'].to_numpy(), smp['time'].to_numpy(), side='left')
@@ -518,10 +536,11 @@ def hancross_generate(name:str='nft_market',  # dataset name
                       out:str=None,           # output directory (default: data/<name>)
                       scale:str='default',    # tiny, default or paper
                       seed:int=0,             # random seed
+                      scenario:str='default', # default, sparse, boom or sparse_boom (`SCENARIOS`)
                      ):
     "Write the embedded NFT market: real CryptoPunks + procedural collections, simulated prices"
     t = time.time()
-    p = generate_market(out or data_dir(name), name=name, scale=scale, seed=seed)
+    p = generate_market(out or data_dir(name), name=name, scale=scale, seed=seed, cfg=scenario_config(scenario))
     m = json.loads((p/'metadata.json').read_text())
     print(f"{p}: {m['n_samples']:,} samples in {time.time() - t:.1f}s; best R2 "
           + ', '.join(f"{k} {v:.3f}" for k, v in m['best_r2'].items()))

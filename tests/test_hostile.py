@@ -67,3 +67,66 @@ def test_a_folder_that_is_not_a_dataset(data, tmp_path):
     m = json.loads((d/'metadata.json').read_text()); del m['window']; (d/'metadata.json').write_text(json.dumps(m))
     refused(['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', d, '--out_dir', tmp_path/'exp'],
             'missing window', d)
+
+# --- importers: real-world histories that used to import as garbage with exit 0 ----------------------------------
+import numpy as np, pandas as pd
+from PIL import Image
+from hancross.data.importers import tiny_collection
+
+def raw_collection(tmp_path, edit=None, name='raw'):
+    "A tiny raw collection (HiViFAN layout), its transactions.csv changed by `edit(df) -> df`"
+    src = tiny_collection(tmp_path/name/'tiny_apes')
+    if edit is not None:
+        df = pd.read_csv(src/'transactions.csv', dtype=str); edit(df).to_csv(src/'transactions.csv', index=False)
+    return src
+
+def _set(col, i, v):
+    def e(df): df.loc[i, col] = v; return df
+    return e
+
+@pytest.mark.parametrize('edit,msg', [
+    (_set('timestamp', 3, '24/03/2021 10:00'), "date '24/03/2021 10:00' is written unlike row 1"),          # day-first among ISO
+    (lambda df: df.assign(timestamp=[str(int(pd.Timestamp(t).timestamp()) * (1000 if i == 5 else 1)) for i, t in enumerate(df.timestamp)]),
+     'is in ms, row 1'),                                                                                       # seconds mixed with ms
+    (lambda df: df.assign(timestamp=[str(i * 3600) for i in range(len(df))]), 'before Ethereum'),             # 1970
+    (lambda df: df.assign(price_eth=[str(int(float(p) * 1e18)) for p in df.price_eth]), 'if the column holds wei, name it price_wei'),
+])
+def test_importer_refuses_garbage_times_and_prices(tmp_path, edit, msg):
+    src = raw_collection(tmp_path, edit)
+    refused(['hancross-import-collection', src, tmp_path/'out', '--window', '24'], msg, src)
+    assert not (tmp_path/'out').exists()
+
+def test_importer_drops_repeated_rows_and_states_which_events_are_sales(tmp_path):
+    def edit(df):
+        df = pd.concat([df, df]).reset_index(drop=True)                                     # every row twice
+        df['event_type'] = ['Sold'] * (len(df) - 30) + ['Sale Cancelled'] * 10 + ['Offered for sale'] * 10 + ['Bid'] * 10
+        return df
+    src = raw_collection(tmp_path, edit)
+    n = len(pd.read_csv(src/'transactions.csv'))
+    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    line = r.stdout.strip().splitlines()[-1]
+    prov = json.loads((tmp_path/'out'/'metadata.json').read_text())['provenance']['collections']['tiny_apes']
+    assert prov['sales'] <= (n - 30) // 2 + 15 and prov['duplicate_tx'] >= (n - 30) // 2 - 15, prov   # the copies went, the cancels were never sales
+    assert 'repeated transactions' in line and 'Sold: ' in line and 'ignored: ' in line and 'Sale Cancelled 10' in line, line
+
+def test_importer_keeps_16_bit_greys(tmp_path):
+    src = raw_collection(tmp_path)
+    g = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(g).save(src/'images'/'0002.png')
+    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    im = np.asarray(Image.open(tmp_path/'out'/'visual'/'tiny_apes'/'2.png'))
+    assert im[..., 0].min() == 0 and 100 < im[..., 0].mean() < 160, im[..., 0]               # tones kept, not turned white
+
+def test_infer_refuses_daily_bars(data, tmp_path):
+    ck = tmp_path/'exp'
+    r = subprocess.run([str(BIN/'hancross-train'), '--config', str(ROOT/'configs'/'hancross_cpu.yaml'), '--data_dir', str(data),
+                        '--out_dir', str(ck), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bars = pd.read_csv(data/'temporal'/'alpha.csv').tail(60).copy()
+    bars['time'] = pd.date_range('2021-01-01', periods=len(bars), freq='D', tz='UTC').strftime('%Y-%m-%dT%H:%M:%SZ')
+    bars.to_csv(tmp_path/'daily.csv', index=False)
+    img = next((data/'visual').rglob('*.png'))
+    refused(['hancross-infer', '--model_path', ck/'h'/'best_model.pth', '--visual_input', img, '--temporal_input', tmp_path/'daily.csv'],
+            'the model reads consecutive hourly bars', data)

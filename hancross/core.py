@@ -13,17 +13,20 @@ from contextlib import contextmanager
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['MODELS', 'PROJECT_ROOT', 'BadInput', 'cli_guard', 'from_dict', 'DataSpec', 'register_model', 'TrainConfig',
-           'DataConfig', 'config_to_dict', 'seed_everything', 'data_dir', 'get_device', 'evaluating', 'unwrap',
-           'model_device']
+__all__ = ['PATH_ERRORS', 'MODELS', 'PROJECT_ROOT', 'BadInput', 'cli_guard', 'from_dict', 'DataSpec', 'register_model',
+           'TrainConfig', 'DataConfig', 'config_to_dict', 'seed_everything', 'data_dir', 'get_device', 'evaluating',
+           'unwrap', 'model_device']
 
 # %% ../nbs/00_core.ipynb #60712fe0
 class BadInput(Exception):
     "Input the user must fix; the message is one line naming the file, row or id"
 
 # %% ../nbs/00_core.ipynb #f11544b6
+PATH_ERRORS = {IsADirectoryError: 'is a folder where a file is needed', NotADirectoryError: 'part of this path is a file, not a folder',
+               FileExistsError: 'a file is in the way of a folder that must be created here', PermissionError: 'permission denied'}
+
 def cli_guard(f):
-    "Wrap a console-script entry point: `BadInput` -> one line on stderr and exit 2; anything else -> exit 1"
+    "Wrap a console-script entry point: `BadInput` (and unusable paths) -> one line on stderr and exit 2; anything else -> exit 1"
     @functools.wraps(f)
     def _inner(*args, **kwargs):
         try: return f(*args, **kwargs)
@@ -31,6 +34,8 @@ def cli_guard(f):
             print(f"error: {e}", file=sys.stderr); sys.exit(2)
         except KeyboardInterrupt: sys.exit(130)
         except SystemExit: raise
+        except (IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as e:   # a path the user gave cannot be used
+            print(f"error: {e.filename}: {PATH_ERRORS[type(e)]}", file=sys.stderr); sys.exit(2)
         except Exception as e:
             if os.environ.get('HANCROSS_DEBUG'): raise
             print(f"unexpected failure: {type(e).__name__}: {e} (set HANCROSS_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -145,3 +145,26 @@ def test_importer_refuses_to_replace_its_own_input(tmp_path):
     inside = out/'raw'; shutil.copytree(src, inside)          # the raw files kept inside the dataset folder
     refused(['hancross-import-collection', inside, out, '--window', '24'], 'overlap', out)
     refused(['hancross-import-collection', src, src/'ds', '--window', '24'], 'overlap', src)
+
+@pytest.mark.parametrize('spoil,msg', [(lambda f: (f.unlink(), f.mkdir()), 'not a readable image'),
+                                       (lambda f: f.write_bytes(b'xx'), 'not a readable image')])
+def test_importer_names_an_unreadable_first_image(tmp_path, spoil, msg):
+    src = raw_collection(tmp_path)
+    spoil(src/'images'/'0.png')
+    refused(['hancross-import-collection', src, tmp_path/'out', '--window', '24'], msg, src)
+    assert not (tmp_path/'out').exists()
+
+def test_output_paths_that_cannot_be_used(data, tmp_path):
+    r = subprocess.run([str(BIN/'hancross-train'), '--config', str(ROOT/'configs'/'hancross_cpu.yaml'), '--data_dir', str(data),
+                        '--out_dir', str(tmp_path/'exp'), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = tmp_path/'exp'/'h'/'best_model.pth'
+    (tmp_path/'afile').write_text('x'); (tmp_path/'dir.onnx').mkdir()
+    for args, msg in [(['hancross-evaluate', '--model_path', ck, '--data_dir', data, '--output_dir', tmp_path/'afile'/'sub'], 'not a folder'),
+                      (['hancross-export', '--model_path', ck, '--output_path', tmp_path/'dir.onnx'], 'is a folder where a file is needed'),
+                      (['hancross-export', '--model_path', ck, '--output_path', tmp_path/'afile'/'m.onnx'], 'afile'),
+                      (['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', data, '--out_dir', tmp_path/'afile',
+                        '--experiment_name', 'h', '--epochs', '1'], 'not a folder'),
+                      (['hancross-generate', '--name', 'x', '--out', tmp_path/'afile'/'x', '--scale', 'tiny'], 'afile')]:
+        refused(args, msg, data, tmp_path/'exp')
+    assert (tmp_path/'afile').read_text() == 'x' and not any((tmp_path/'dir.onnx').iterdir())

@@ -254,7 +254,10 @@ def market_samples(c:RawCollection, window:int, level_sales:int=LEVEL_SALES) -> 
 # %% ../../nbs/04_data.importers.ipynb #70f7ec1e
 def _size(image_size, first) -> tuple:
     if image_size is None:
-        with Image.open(first) as im: return (im.size[1], im.size[0])
+        try:
+            with Image.open(first) as im: return (im.size[1], im.size[0])
+        except (OSError, ValueError, Image.DecompressionBombError) as e:   # a directory, a broken file
+            raise BadInput(f"{first}: not a readable image ({type(e).__name__}); it sets the dataset's image size")
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(hw) != 2 or min(hw) < 1: raise BadInput(f"image_size {image_size}: need a positive int or (H, W)")
     return tuple(int(o) for o in hw)

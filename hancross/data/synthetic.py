@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, from_dict, data_dir
-from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, replaceable, to_utc, read_samples, read_splits, chrono_split
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, check_replaceable, to_utc, read_samples, read_splits, chrono_split
 
 # %% auto #0
 __all__ = ['PUNK_BG', 'PUNKS_PIP', 'ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'SCALES', 'PROVENANCE', 'FORMULA', 'punks_path',
@@ -510,8 +510,7 @@ def generate_market(out,                      # dataset directory to write (repl
     "Simulate the embedded NFT market (real punks + procedural collections) and write it with its ground truth"
     out, s, cfg = Path(out), get_scale(scale), cfg or MarketConfig()
     if not isinstance(seed, int) or seed < 0: raise BadInput(f"seed must be a non-negative integer, got {seed!r}")
-    why = replaceable(out)
-    if why: raise BadInput(f"{out}: {why}; refusing to overwrite it")
+    check_replaceable(out)
     cols = {c: simulate_collection(c, s, cfg, seed) for c in COLLECTIONS if c in s.sales}
     samples = pd.concat([d['samples'] for d in cols.values()]).sort_values(['time', 'sample_id'], kind='stable').reset_index(drop=True)
     splits = chrono_split(samples, cfg.split)

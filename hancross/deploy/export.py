@@ -12,7 +12,7 @@ import torch, torch.nn as nn
 from fastcore.script import call_parse, store_true
 from ..core import BadInput, cli_guard, PROJECT_ROOT
 from ..core import DataSpec
-from ..data.dataset import hancross_dls, is_dataset
+from ..data.dataset import hancross_dls, is_dataset, target_mode
 from ..train.learner import load_model
 from ..analysis.metrics import regression_metrics
 
@@ -149,7 +149,7 @@ def check_samples(ck:dict,            # a loaded checkpoint
     ds = next((dls[{'train': 0, 'val': 1, 'test': 2}[s]].dataset for s in order if len(dls[{'train': 0, 'val': 1, 'test': 2}[s]].dataset)), None)
     b = np.arange(min(n, len(ds)))
     *xb, y = ds.batch(b)
-    return tuple(xb), ds.untarget(y, b), ds.untarget(torch.zeros(len(b)), b) - ck['stats']['target_mean'], f"{d} ({split})", None
+    return tuple(xb), ds.untarget(y, b), ds.off[ds.positions(b)].numpy(), f"{d} ({split})", None
 
 # %% ../../nbs/41_deploy.export.ipynb #e3793f17
 class ParityError(Exception):
@@ -189,7 +189,7 @@ def export_checkpoint(model_path,           # checkpoint
     diff = float(np.abs(p_o - p_t).max())
     rep = {'model': ck['model_name'], 'model_path': str(model_path), 'onnx': str(out), 'opset': opset,
            'exporter': 'torchscript (dynamo=False)' + ('' if _onnxscript() else ': the dynamo exporter needs onnxscript, which is not installed'),
-           'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised ' + ('log premium over the market anchor (add the anchor back)' if s.get('target_mode') == 'premium' else 'log price'),
+           'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised ' + ('log premium over the market anchor (add the anchor back)' if target_mode(s) == 'premium' else 'log price'),
            'samples': {'source': source, 'n': int(len(xb[0]))}, 'warnings': [warn] if warn else [],
            'parity': {'max_abs_diff': diff, 'tol': tol, 'ok': diff <= tol}}
     if quantize:

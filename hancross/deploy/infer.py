@@ -12,13 +12,13 @@ from PIL import Image, UnidentifiedImageError
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard
 from ..core import DataSpec
-from ..data.dataset import SERIES_FEATURES, PRICE_FEATURES, hancross_dls, to_utc, fmt_time
+from ..data.dataset import SERIES_FEATURES, hancross_dls, target_mode, price_columns, to_utc, fmt_time
 from ..train.learner import load_model
 from ..analysis.metrics import regression_metrics
 
 # %% auto #0
-__all__ = ['RECENT_BARS', 'read_image', 'read_window', 'window_anchor', 'normalise', 'level_sizes', 'explain', 'Predictor',
-           'hancross_infer']
+__all__ = ['RECENT_BARS', 'read_image', 'read_window', 'window_anchor', 'anchor_offset', 'normalise', 'level_sizes', 'explain',
+           'Predictor', 'hancross_infer']
 
 # %% ../../nbs/40_deploy.infer.ipynb #d989199f
 def read_image(f,                 # PNG/JPEG file
@@ -85,6 +85,10 @@ def window_anchor(window:torch.Tensor, features:list) -> float:
     lp = window[:, features.index('log_price') if 'log_price' in features else 0]
     return float(lp[-RECENT_BARS:].median())
 
+def anchor_offset(stats:dict, window:torch.Tensor, features:list) -> float:
+    "What the model's output is measured from: the window's anchor under premium statistics, else 0"
+    return window_anchor(window, features) if target_mode(stats) == 'premium' else 0.0
+
 def _trait_hot(names:list, traits) -> torch.Tensor:
     "Multi-hot `(1, n_traits)` over the checkpoint's trait vocabulary; an unknown trait is bad input"
     out = torch.zeros(1, len(names))
@@ -112,11 +116,10 @@ def normalise(stats:dict,          # the checkpoint's train-split statistics
     feats = features or stats.get('features') or SERIES_FEATURES
     lp = w[..., feats.index('log_price') if 'log_price' in feats else 0]                 # (1, T)
     vol = (lp.diff(dim=1).std(dim=1) - stats['vol_mean']) / stats['vol_std']            # (1,)
-    level = window_anchor(w[0], feats)
-    off = level if stats.get('target_mode', 'absolute') == 'premium' else 0.0           # the premium anchor, see data.dataset
+    level, off = window_anchor(w[0], feats), anchor_offset(stats, w[0], feats)          # the premium anchor, see data.dataset
     med = torch.tensor([(level - off - tm) / ts])                                       # (1,)
     meta = torch.cat([torch.zeros(1, 2), med[:, None], _trait_hot(stats.get('trait_names', []), traits)], dim=1)
-    w = w.clone(); w[..., [j for j, c in enumerate(feats) if c in PRICE_FEATURES]] -= off
+    w = w.clone(); w[..., price_columns(feats)] -= off
     return x_img, (w - f('series_mean')) / f('series_std'), vol, meta
 
 # %% ../../nbs/40_deploy.infer.ipynb #2a36929f
@@ -174,8 +177,7 @@ class Predictor:
         img = read_image(visual_input, self.spec) if visual_input is not None else None
         win, times = read_window(temporal_input, self.features, self.spec.window, time) if temporal_input is not None else (None, None)
         out = self._run(*normalise(self.stats, img, win, traits, self.features))
-        off = window_anchor(torch.from_numpy(np.asarray(win, dtype=np.float32)), self.features) \
-              if win is not None and self.stats.get('target_mode', 'absolute') == 'premium' else 0.0
+        off = anchor_offset(self.stats, torch.from_numpy(np.asarray(win, dtype=np.float32)), self.features) if win is not None else 0.0
         lp = float(self._unz(out['pred'], off)[0])
         return {'model': self.name, 'model_path': str(self.path), 'log_price': lp, 'price_eth': math.exp(lp),
                 'visual_input': None if visual_input is None else str(visual_input),

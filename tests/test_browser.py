@@ -1,9 +1,10 @@
-"""Real-browser test of the attention inspector: JupyterLab on loopback, headless Debian Chromium driven by Playwright.
+"""Real-browser tests of the attention inspector and the CMAN retrieval demo: JupyterLab on loopback, headless Debian Chromium driven by Playwright.
 
 Needs /usr/bin/chromium (Debian's `chromium` package; Playwright never downloads a browser here). Without it the
 test is skipped, or fails when HANCROSS_REQUIRE_BROWSER=1 (CI). Screenshots land in tests/artifacts/browser/.
 """
 import os, socket, subprocess, sys, tempfile, time, urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 import pytest
 
@@ -52,18 +53,31 @@ def _wait_http(url:str, proc, timeout:float=60):
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
-def _write_notebook(root:Path):
+DEMO_CELL = """\
+from pathlib import Path
+from hancross.core import PROJECT_ROOT, seed_everything
+from hancross.data.trimodal import TrimodalConfig, build_trimodal, read_retrieval
+from hancross.models.cman import CMAN
+from hancross.train.retrieval import load_run
+from hancross.inspect.retrieval import retrieval_demo
+data = read_retrieval(build_trimodal(Path('tri'), TrimodalConfig(n_items=16, val_frac=0.25, test_frac=0.25), force=True))
+seed_everything(0)
+w = retrieval_demo(CMAN(load_run(PROJECT_ROOT/'configs'/'cman_cpu.yaml').model), data, dpi=60)
+w"""
+
+def _write_notebook(root:Path, name:str, source:str):
     import nbformat
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
+    nb.cells = [nbformat.v4.new_code_cell(source)]
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
-    nbformat.write(nb, root/'inspector.ipynb')
+    nbformat.write(nb, root/name)
 
 @pytest.fixture
 def lab(tmp_path):
     "JupyterLab on 127.0.0.1 (free port, no token, no news/update checks) serving a root with the test notebook"
     _need_browser()
-    root = tmp_path/'root'; root.mkdir(); _write_notebook(root)
+    root = tmp_path/'root'; root.mkdir()
+    _write_notebook(root, 'inspector.ipynb', NOTEBOOK_CELL); _write_notebook(root, 'retrieval_demo.ipynb', DEMO_CELL)
     port, home = _free_port(), tmp_path/'jupyter'
     env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(home/'config'), 'JUPYTER_RUNTIME_DIR': str(home/'runtime'),
            'JUPYTERLAB_WORKSPACES_DIR': str(home/'workspaces'), 'MPLBACKEND': 'Agg'}
@@ -102,11 +116,10 @@ def _accept_kernel(page, wait_ms:int=8000):
     dlg.locator('button.jp-mod-accept').click()
     dlg.wait_for(state='hidden')
 
-def test_inspector_in_jupyterlab(lab, tmp_path):
+@contextmanager
+def _browser(tmp_path, outside:list):
+    "Headless Chromium whose requests beyond loopback are aborted (and listed in `outside`)"
     from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    outside = []   # requests the page tried beyond loopback (aborted)
-    t0 = time.time()
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(tmp_path/'chromium-profile'), executable_path=str(CHROMIUM), headless=True,
                                                    args=FLAGS, viewport={'width': 1500, 'height': 1100})
@@ -116,32 +129,65 @@ def test_inspector_in_jupyterlab(lab, tmp_path):
             if host in ('127.0.0.1', 'localhost', ''): route.continue_()
             else: outside.append(route.request.url); route.abort()
         ctx.route('**/*', _route)
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        try: yield ctx.pages[0] if ctx.pages else ctx.new_page()
+        finally: ctx.close()
+
+def _run_all(page, url:str):
+    "Open a notebook, run all its cells, return the first widget image once it shows a PNG"
+    page.goto(url)
+    page.wait_for_selector('.jp-Notebook .jp-Cell')
+    _accept_kernel(page)
+    page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+    page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+    _accept_kernel(page)
+    img = page.locator('.jp-OutputArea-output .widget-image').first
+    img.wait_for(state='visible')
+    return img, _next_render(page, img, '', timeout=TIMEOUT_S)
+
+def _select(page, label:str, index:int):
+    page.locator('.widget-dropdown', has=page.locator('label', has_text=label)).locator('select').select_option(index=index)
+
+def test_inspector_in_jupyterlab(lab, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    outside, t0 = [], time.time()   # requests the page tried beyond loopback (aborted)
+    with _browser(tmp_path, outside) as page:
         try:
-            page.goto(f'{lab}/lab/tree/inspector.ipynb')
-            page.wait_for_selector('.jp-Notebook .jp-Cell')
-            _accept_kernel(page)
-            page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-            page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
-            _accept_kernel(page)
-            img = page.locator('.jp-OutputArea-output .widget-image').first
-            img.wait_for(state='visible')
-            src0 = _next_render(page, img, '', timeout=TIMEOUT_S)
+            img, src0 = _run_all(page, f'{lab}/lab/tree/inspector.ipynb')
             shots = [ARTIFACTS/'1_initial.png', ARTIFACTS/'2_level.png', ARTIFACTS/'3_head.png']
             img.screenshot(path=str(shots[0]))
-            level = page.locator('.widget-dropdown', has=page.locator('label', has_text='level')).locator('select')
-            level.select_option(index=2)
+            _select(page, 'level', 2)
             src1 = _next_render(page, img, src0); img.screenshot(path=str(shots[1]))
-            head = page.locator('.widget-dropdown', has=page.locator('label', has_text='head')).locator('select')
-            head.select_option(index=1)
+            _select(page, 'head', 1)
             _next_render(page, img, src1); img.screenshot(path=str(shots[2]))
             page.screenshot(path=str(ARTIFACTS/'page.png'), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS/'failure.png'), full_page=True)
             raise
-        finally: ctx.close()
     a, b, c = (f.read_bytes() for f in shots)
     assert a != b, "changing the pyramid level did not change the rendered view"
     assert b != c, "changing the attention head did not change the rendered view"
     assert not outside, f"the page tried to reach beyond loopback: {outside[:3]}"
     (ARTIFACTS/'duration.txt').write_text(f"{time.time() - t0:.1f} s in the browser\n")
+
+def test_retrieval_demo_in_jupyterlab(lab, tmp_path):
+    "The CMAN demo: a typed caption, a spoken caption and an image each re-render the matches"
+    out = ARTIFACTS/'retrieval'; out.mkdir(parents=True, exist_ok=True)
+    outside = []
+    with _browser(tmp_path, outside) as page:
+        try:
+            img, src0 = _run_all(page, f'{lab}/lab/tree/retrieval_demo.ipynb')
+            img.screenshot(path=str(out/'1_caption.png'))
+            box = page.locator('.widget-text', has=page.locator('label', has_text='caption')).locator('input')
+            box.fill('an alien punk wearing a cap'); box.press('Enter')
+            src1 = _next_render(page, img, src0); img.screenshot(path=str(out/'2_typed.png'))
+            _select(page, 'spoken', 3)
+            src2 = _next_render(page, img, src1); img.screenshot(path=str(out/'3_spoken.png'))
+            _select(page, 'image', 2)
+            _next_render(page, img, src2); img.screenshot(path=str(out/'4_image.png'))
+            page.screenshot(path=str(out/'page.png'), full_page=True)
+        except Exception:
+            page.screenshot(path=str(out/'failure.png'), full_page=True)
+            raise
+    shots = [(out/f).read_bytes() for f in ('1_caption.png', '2_typed.png', '3_spoken.png', '4_image.png')]
+    assert len(set(shots)) == 4, "a new query did not change the rendered matches"
+    assert not outside, f"the page tried to reach beyond loopback: {outside[:3]}"

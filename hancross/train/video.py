@@ -130,9 +130,10 @@ def compare_variants(arr:dict,          # from `load_clips`
                      lr:float=3e-3,     # learning rate
                      bs:int=32,         # batch size
                      n_repeats:int=2,   # permutations per modality
-                    ) -> pd.DataFrame:
+                     keep=(),           # variants whose trained models are returned too, as `(res, {(variant, seed): model})`
+                    ):
     "Test metrics and modality contributions per variant, seed and trait, with seconds per epoch"
-    rows = []
+    rows, models = [], {}
     for name, c in variants.items():
         for seed in seeds:
             dls = video_dls(arr, bs=bs, seed=seed)
@@ -143,7 +144,9 @@ def compare_variants(arr:dict,          # from `load_clips`
             mc = modality_contributions(learn.model, ds, n_repeats=n_repeats, seed=seed)
             rows += [dict(variant=name, seed=seed, trait=tr, **m.loc[tr], static=mc.at[tr, 'static'], dynamic=mc.at[tr, 'dynamic'],
                           s_per_epoch=spe) for tr in m.index]
-    return pd.DataFrame(rows)
+            if name in keep: models[name, seed] = learn.model
+    res = pd.DataFrame(rows)
+    return (res, models) if keep else res
 
 def summarise(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
     "`variant x trait` table of `col` as 'mean +/- std' over seeds (plus the traits' mean)"

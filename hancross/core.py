@@ -8,14 +8,14 @@ import dataclasses, difflib, functools, math, os, random, sys, typing, warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 import numpy as np
-import torch
+import torch, yaml
 from contextlib import contextmanager
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['PATH_ERRORS', 'MODELS', 'PROJECT_ROOT', 'BadInput', 'cli_guard', 'from_dict', 'DataSpec', 'register_model',
-           'TrainConfig', 'DataConfig', 'config_to_dict', 'seed_everything', 'data_dir', 'get_device', 'evaluating',
-           'unwrap', 'model_device']
+__all__ = ['PATH_ERRORS', 'MODELS', 'PROJECT_ROOT', 'BadInput', 'cli_guard', 'from_dict', 'read_yaml', 'DataSpec',
+           'register_model', 'TrainConfig', 'DataConfig', 'config_to_dict', 'seed_everything', 'data_dir', 'get_device',
+           'evaluating', 'unwrap', 'model_device']
 
 # %% ../nbs/00_core.ipynb #60712fe0
 class BadInput(Exception):
@@ -101,6 +101,16 @@ def from_dict(cls, d:dict, where:str=''):
         kw[k] = _coerce(hints[k], v, key)
     try: return cls(**kw)
     except (AssertionError, ValueError) as e: raise BadInput(f"{where or cls.__name__}: {e}") from None   # a value out of range
+
+# %% ../nbs/00_core.ipynb #6203a29a
+def read_yaml(path) -> dict:
+    "The top-level mapping of YAML file `path` (empty file: `{}`), with one-line errors"
+    path = Path(path)
+    if not path.is_file(): raise BadInput(f"{path}: config file not found")
+    try: d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e: raise BadInput(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if d is not None and not isinstance(d, dict): raise BadInput(f"{path}: expected a mapping at top level")
+    return d or {}
 
 # %% ../nbs/00_core.ipynb #db79c05f
 @dataclass

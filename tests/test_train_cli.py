@@ -1,12 +1,14 @@
 "Training as a user runs it: hancross-train / hancross-evaluate end to end, a SIGKILLed run resumed, torchrun with gloo."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest
+import pytest, yaml
 from hancross.testing import tiny_dataset
+from hancross.data.video import build_video_dataset
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT/'configs'/'hancross_cpu.yaml'
+VIDEO_CFG = ROOT/'configs'/'video_cpu.yaml'
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
 
 @pytest.fixture(scope='module')
@@ -70,3 +72,28 @@ def test_torchrun_gloo_two_processes(data, tmp_path):
     s, d = metrics(tmp_path, 'single')['test'], metrics(tmp_path, 'ddp')['test']
     assert d['r2'] > 0.3 and abs(d['r2'] - s['r2']) < 0.15, (s, d)
     assert abs(d['rmse'] - s['rmse']) < 0.25 * s['rmse'], (s, d)
+
+@pytest.fixture(scope='module')
+def video(tmp_path_factory):
+    "48 clips in the First Impressions layout (34 train, 7 val, 7 test)"
+    return build_video_dataset(tmp_path_factory.mktemp('v')/'tiny', scale=dict(n_clips=48))
+
+def video_cmd(cfg, data, out, *extra):
+    return [str(BIN/'hancross-train'), '--config', str(cfg), '--data_dir', str(data), '--experiment_name', 'v', '--out_dir', str(out),
+            '--epochs', '1', '--quiet', *map(str, extra)]
+
+def test_video_config_trains_through_hancross_train(video, tmp_path):
+    r = run(video_cmd(VIDEO_CFG, video, tmp_path, '--bs', 8))
+    exp = tmp_path/'v'
+    assert sorted(p.name for p in exp.iterdir()) == ['config.yaml', 'metrics.csv', 'model.pth']
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out['model'] == 'video' and out['experiment'] == 'v' and 0 < out['test']['accuracy'] <= 1
+    ran, cfg = (yaml.safe_load(f.read_text())['training'] for f in (exp/'config.yaml', VIDEO_CFG))
+    assert {k: float(v) for k, v in ran.items()} == {k: float(v) for k, v in {**cfg, 'epochs': 1, 'bs': 8}.items()}   # the flags won
+
+def test_video_bad_config_is_one_line(video, tmp_path):
+    bad = tmp_path/'bad.yaml'; bad.write_text(VIDEO_CFG.read_text().replace('fusion: xattn', 'fusion: late'))
+    r = subprocess.run(video_cmd(bad, video, tmp_path), capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert r.stderr.splitlines() == [f"error: {bad}: model.fusion 'late' is not one of xattn, concat, static, dynamic, mean_frame"], r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yaml']          # nothing written

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 import torch, torch.nn as nn
-import yaml
-from ..core import BadInput, DataSpec, MODELS, TrainConfig, DataConfig, from_dict
+from ..core import BadInput, DataSpec, MODELS, TrainConfig, DataConfig, from_dict, read_yaml
 # importing a model module registers it; this order is the registry's order (HANCross first)
 from .hancross import HANCross, HANCrossConfig, flops_per_sample, n_params
 from .hivifan import HiViFAN, HiViFANConfig
@@ -72,11 +71,7 @@ def config_from_dict(d:dict, where:str='config') -> Config:
 
 def load_config(path) -> Config:
     "Load a YAML config file strictly into a `Config`"
-    path = Path(path)
-    if not path.is_file(): raise BadInput(f"{path}: config file not found")
-    try: d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise BadInput(f"{path}: not valid YAML ({str(e).splitlines()[0]})")
-    return config_from_dict(d or {}, str(path))
+    return config_from_dict(read_yaml(path), str(path))
 
 # %% ../../nbs/17_models.registry.ipynb #42694e20
 def model_table(spec:DataSpec=None, *, reference:bool=True) -> pd.DataFrame:

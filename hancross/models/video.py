@@ -24,7 +24,7 @@ __all__ = ['FUSIONS', 'StaticConfig', 'SmallStatic', 'freeze_first', 'load_backb
 class StaticConfig:
     arch:          str = 'resnet50'  # 'resnet50' (reference, 2048-d) or 'small' (CPU-sized, 4*width-d)
     freeze_layers: int = 4           # first backbone children that do not train (0: train everything)
-    weights:       str = None        # local state_dict for the backbone (never downloaded)
+    weights:  str|None = None        # local state_dict for the backbone (never downloaded)
     width:         int = 16          # small: channels of its first stage, doubled per stage
     frame:         int = 0           # the frame the static branch sees (0: the still before any motion)
 
@@ -91,6 +91,7 @@ def dynamic_extractor(c:DynamicConfig) -> nn.Module:
 # %% ../../nbs/19_models.video.ipynb #d8a09924
 @dataclass
 class VideoModelConfig:
+    name:            str   = 'video'  # what `hancross-train` reads to choose the video trainer
     fusion:          str   = 'xattn'  # xattn, concat, static, dynamic or mean_frame
     cross_attention: bool  = True     # xattn only; False: LayerNorm(static_proj + mean_t dynamic_proj), no attention
     static:  StaticConfig  = field(default_factory=StaticConfig)

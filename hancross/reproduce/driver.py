@@ -4,7 +4,7 @@
 
 # %% ../../nbs/60_reproduce.driver.ipynb #56676641
 from __future__ import annotations
-import dataclasses, hashlib, json, os, platform, shutil, subprocess, sys, tempfile, time
+import dataclasses, hashlib, io, json, os, platform, re, shutil, subprocess, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -23,7 +23,8 @@ from ..data.synthetic import generate_market
 __all__ = ['PROFILES', 'TRAINING_CODE', 'Profile', 'get_profile', 'file_hash', 'dataset_key', 'model_config',
            'training_code_hash', 'profile_key', 'run_key', 'cache_root', 'cached_run', 'cached_predictions',
            'save_table', 'save_figure', 'paper_context', 'test_predictions', 'git_commit', 'versions', 'code_hash',
-           'run_notebook', 'paper_notebooks', 'output_dirs', 'ensure_data', 'reproduce', 'write_report',
+           'run_notebook', 'paper_notebooks', 'output_dirs', 'ensure_data', 'notebook_key', 'committed_outputs',
+           'moved_numbers', 'compare_outputs', 'reproduction_summary', 'reproduce', 'write_report',
            'hancross_reproduce']
 
 # %% ../../nbs/60_reproduce.driver.ipynb #d03b5f4b
@@ -271,6 +272,63 @@ def ensure_data(profile:Profile, data_dir=None) -> Path:
     if errs: raise BadInput(f"{data_dir}: not a valid dataset ({errs[0]}; run hancross-validate for all problems)")
     return Path(data_dir)
 
+# %% ../../nbs/60_reproduce.driver.ipynb #f77ceb5d
+def notebook_key(nb:Path, params:dict, root:Path, code:str, dkey:str) -> str:
+    "The notebook's skip key: source, parameters (paths relative to `root`, cache location left out), code and dataset"
+    rel = lambda v: os.path.relpath(v, root) if isinstance(v, str) and os.path.isabs(v) and Path(v).resolve().is_relative_to(Path(root).resolve()) else v
+    p = {k: rel(v) for k, v in params.items() if k != 'cache_dir'}
+    return hashlib.sha256(json.dumps([file_hash(nb), p, code, dkey], sort_keys=True).encode()).hexdigest()[:16]
+
+def committed_outputs(mf:Path) -> dict:
+    "Relative path -> (hash, text of a .csv) of every output the committed manifest `mf` lists"
+    if not Path(mf).is_file(): return {}
+    root, out = Path(mf).parent.parent.parent, {}
+    for e in json.loads(Path(mf).read_text()).get('notebooks', {}).values():
+        for f, h in e.get('outputs', {}).items():
+            p = root/f
+            out[f] = (h, p.read_text() if f.endswith('.csv') and p.is_file() and file_hash(p) == h else None)
+    return out
+
+# %% ../../nbs/60_reproduce.driver.ipynb #ab0f510a
+_NUM = re.compile(r'\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)')
+
+def _lead(v) -> float:
+    "The leading number of a table cell ('0.61 +/- 0.02' -> 0.61), else NaN"
+    m = _NUM.match(str(v)); return float(m.group(1)) if m else np.nan
+
+def moved_numbers(old:str, new:str) -> dict:
+    "How far the numbers of two versions of a CSV table moved: max |change|, where, and how many cells changed"
+    a, b = (pd.read_csv(io.StringIO(t), dtype=str, keep_default_na=False) for t in (old, new))
+    if a.shape != b.shape or list(a.columns) != list(b.columns): return {'shape': f"{a.shape} -> {b.shape}"}
+    x, y = a.map(_lead).to_numpy(float), b.map(_lead).to_numpy(float)
+    d = np.abs(x - y); d[np.isnan(d)] = 0
+    text = (a.to_numpy() != b.to_numpy()) & np.isnan(x - y)
+    if not d.any(): return {'cells': int(text.sum()), 'max_abs': 0.0}
+    r, c = np.unravel_index(d.argmax(), d.shape)
+    return {'cells': int((d > 0).sum() + text.sum()), 'max_abs': float(d[r, c]), 'where': f"{a.iloc[r, 0]} / {a.columns[c]}",
+            'old': a.iloc[r, c], 'new': b.iloc[r, c]}
+
+def compare_outputs(outputs:dict, root:Path, committed:dict) -> dict:
+    "Each output against the committed manifest: identical, new (not committed), or changed (tables: how far numbers moved)"
+    res = {'identical': [], 'new': [], 'changed': {}}
+    for f, h in sorted(outputs.items()):
+        if f not in committed: res['new'].append(f)
+        elif committed[f][0] == h: res['identical'].append(f)
+        else: res['changed'][f] = moved_numbers(committed[f][1], (Path(root)/f).read_text()) if committed[f][1] is not None else {}
+    return res
+
+def reproduction_summary(manifest:dict) -> list:
+    "Lines saying, for the notebooks computed in this run, whether their outputs reproduced the committed ones"
+    ran = {k: manifest['notebooks'][k]['reproduced'] for k in manifest.get('last_run', []) if manifest['notebooks'][k].get('reproduced')}
+    if not ran: return []
+    n = {k: sum(len(r[k]) for r in ran.values()) for k in ('identical', 'new', 'changed')}
+    lines = [f"against the committed manifest: {n['identical']} outputs identical, {n['changed']} changed, {n['new']} not committed"]
+    for label, r in sorted(ran.items()):
+        for f, m in r['changed'].items():
+            why = m.get('shape') or (f"{m['cells']} cells, max |change| {m['max_abs']:.4g} at {m.get('where')} ({m.get('old')} -> {m.get('new')})" if 'max_abs' in m else 'bytes differ')
+            lines.append(f"  {label}: {f}: {why}")
+    return lines
+
 # %% ../../nbs/60_reproduce.driver.ipynb #4fe70b7c
 def reproduce(profile:str='smoke', data_dir=None, only=None, force:bool=False, root=None, cache_dir=None) -> dict:
     "Run every paper notebook; returns the manifest (also written to results/<profile>/manifest.json)"
@@ -281,6 +339,7 @@ def reproduce(profile:str='smoke', data_dir=None, only=None, force:bool=False, r
     for d in dirs.values(): d.mkdir(parents=True, exist_ok=True)
     mf = dirs['results']/'manifest.json'
     manifest = json.loads(mf.read_text()) if mf.is_file() else {'notebooks': {}}
+    committed = committed_outputs(output_dirs(profile, data, PROJECT_ROOT)['results']/'manifest.json')   # read before anything is rewritten
     root = dirs['results'].parent.parent                     # paths in the manifest are relative to this, so it travels
     rel, ab = (lambda f: os.path.relpath(f, root)), (lambda f: root/f)
     common = {'git_commit': git_commit(), 'versions': versions(), 'profile': profile,
@@ -291,16 +350,17 @@ def reproduce(profile:str='smoke', data_dir=None, only=None, force:bool=False, r
     code, dkey = code_hash(), common['dataset_key']
     nbs = paper_notebooks(only)
     all_models = list(list_models())
-    pb = progress_bar(nbs)
+    pb, manifest['last_run'] = progress_bar(nbs), []
     for nb in pb:
         label = nb.stem
         params = {'profile': profile, 'data_dir': str(data), 'fig_dir': str(dirs['figures']), 'out_dir': str(dirs['results']),
                   'cache_dir': cache, 'seeds': list(prof.seeds), 'models': all_models}
-        key = hashlib.sha256(json.dumps([file_hash(nb), params, code, dkey], sort_keys=True).encode()).hexdigest()[:16]
-        old = manifest['notebooks'].get(label)
-        if not force and old and old.get('key') == key and old.get('status') == 'ok' and all(ab(f).is_file() and file_hash(ab(f)) == h for f, h in old['outputs'].items()):
+        key = notebook_key(nb, params, root, code, dkey)
+        old, mark = manifest['notebooks'].get(label), Path(cache)/'notebooks'/f"{label}-{key}"
+        if not force and old and old.get('key') == key and old.get('status') == 'ok' and mark.is_file() \
+           and all(ab(f).is_file() and file_hash(ab(f)) == h for f, h in old['outputs'].items()):
             old['skipped'] = True; continue
-        pb.comment = label
+        pb.comment = label; manifest['last_run'].append(label)
         entry = run_notebook(nb, params, dirs['runs']/nb.name, [dirs['figures'], dirs['results']], key)
         entry['outputs'] = {rel(f): h for f, h in entry['outputs'].items()}; entry['executed'] = rel(entry['executed'])
         entry['parameters'] = {k: (rel(v) if isinstance(v, str) and v.startswith(str(root)) else v) for k, v in entry['parameters'].items()}
@@ -309,6 +369,8 @@ def reproduce(profile:str='smoke', data_dir=None, only=None, force:bool=False, r
             for f, h in old.get('outputs', {}).items():
                 if f not in entry['outputs'] and ab(f).is_file() and file_hash(ab(f)) == h: entry['outputs'][f] = h
         manifest['notebooks'][label] = entry
+        if entry['status'] == 'ok': mark.parent.mkdir(parents=True, exist_ok=True); mark.write_text(json.dumps(entry['outputs'], indent=1))
+        entry['reproduced'] = compare_outputs(entry['outputs'], root, committed) if entry['status'] == 'ok' else None
         mf.write_text(json.dumps(manifest, indent=1))
         if entry['status'] != 'ok':
             src = entry.get('failed_source') or ['']
@@ -352,4 +414,5 @@ def hancross_reproduce(profile:str='smoke',           # smoke (CPU, CI-sized) or
     for k, v in sorted(nbs.items()):
         print(f"{k:32s} {'skipped' if v.get('skipped') else v['status']:8s} {v.get('wall_seconds', 0):7.1f} s")
     print(f"{len(nbs)} notebooks, {len(failed)} failed, {time.time() - t0:.0f} s; report: {output_dirs(profile, m['data_dir'])['results']/'REPORT.md'}")
+    for line in reproduction_summary(m): print(line)
     if failed: sys.exit(1)

@@ -13,11 +13,13 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import yaml
 import fastai
 from .. import __version__
-from ..core import (BadInput, cli_guard, config_to_dict, seed_everything, get_device, DataSpec, TrainConfig, DataConfig,
+from ..core import (BadInput, cli_guard, config_to_dict, read_yaml, seed_everything, get_device, DataSpec, TrainConfig, DataConfig,
                            evaluating, unwrap, model_device)
 from ..data.dataset import hancross_dls
 from ..models.fusion import capture_aux, total_aux_loss, MINE
 from ..models.registry import Config, config_from_dict, load_config, get_model
+from .video import load_video_run, fit_video
+from .retrieval import load_run, train_retrieval
 from ..analysis.metrics import METRICS, regression_metrics
 from ..analysis.metrics import metrics as all_metrics
 from fastai.learner import Learner, Metric
@@ -32,10 +34,11 @@ from fastcore.script import call_parse, Param, store_true
 from fastcore.foundation import L
 
 # %% auto #0
-__all__ = ['fastai_metrics', 'regression_loss', 'AuxLoss', 'make_checkpoint', 'load_checkpoint', 'load_model', 'InFit',
+__all__ = ['RUNS', 'fastai_metrics', 'regression_loss', 'AuxLoss', 'make_checkpoint', 'load_checkpoint', 'load_model', 'InFit',
            'SaveBest', 'Checkpoint', 'History', 'Resume', 'VolatilityCurriculum', 'ProgressiveLevels',
            'hancross_learner', 'has_trainable', 'predict_ds', 'predict', 'default_train_config', 'train',
-           'subsample_train', 'predict_checkpoint', 'evaluate', 'gloo_broadcast', 'hancross_train', 'hancross_evaluate']
+           'subsample_train', 'predict_checkpoint', 'evaluate', 'gloo_broadcast', 'config_model', 'train_run',
+           'hancross_train', 'hancross_evaluate']
 
 # %% ../../nbs/20_train.learner.ipynb #6a8b5c5a
 def fastai_metrics(target_std:float=1.0) -> list:
@@ -409,15 +412,54 @@ def gloo_broadcast():
     try: yield
     finally: DistributedDL._broadcast = orig
 
+# %% ../../nbs/20_train.learner.ipynb #dd5ba615
+def config_model(path) -> str:
+    "`model.name` of YAML config `path` ('hancross' when absent), read before any model's own loader"
+    m = read_yaml(path).get('model')
+    return m.get('name', 'hancross') if isinstance(m, dict) else 'hancross'
+
+def _given(**kw) -> dict: return {k: v for k, v in kw.items() if v is not None}
+
+def _video_run(config, data_dir, exp, quiet, epochs=None, seed=None, bs=None, lr=None) -> dict:
+    run = load_video_run(config)
+    run = dataclasses.replace(run, training=dataclasses.replace(run.training, **_given(epochs=epochs, seed=seed, bs=bs, lr=lr)))
+    return {'test': fit_video(run, data_dir, exp, quiet=quiet).loc['mean'].to_dict()}
+
+def _cman_run(config, data_dir, exp, quiet, epochs=None, seed=None, bs=None, lr=None) -> dict:
+    run = load_run(config)
+    tc = dataclasses.replace(run.training, **_given(num_epochs=epochs, seed=seed, batch_size=bs, learning_rate=lr))
+    return {'test': train_retrieval(dataclasses.replace(run, training=tc), data_dir, exp, quiet=quiet)['test']}
+
+RUNS = {'video': _video_run, 'cman': _cman_run}   # `model.name`s outside the market registry -> their trainer
+
+def train_run(config,                   # a YAML config whose model.name is a key of RUNS
+              data_dir,                 # its dataset (a First Impressions-layout folder, a retrieval set)
+              experiment:str='run',     # experiment name
+              out_dir='experiments',    # parent of experiment directories
+              quiet:bool=False,         # no per-epoch lines
+              epochs:int=None, seed:int=None, bs:int=None, lr:float=None,   # override the config (None keeps)
+              **market,                 # flags only market models take: each must be unset (None, False or 0)
+             ) -> dict:
+    "Train a video or CMAN config into `out_dir/experiment`: `{'model', 'experiment', 'test'}`"
+    name = config_model(config)
+    if name not in RUNS: raise BadInput(f"{config}: model.name '{name}' is not one of {', '.join(RUNS)}")
+    given = [k for k, v in market.items() if v not in (None, False)]
+    if given: raise BadInput(f"--{given[0]} applies to market models only, not to model '{name}' ({config})")
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1: raise BadInput(f"model '{name}' trains in one process: run it without torchrun")
+    if data_dir is None: raise BadInput(f"--data_dir is required for model '{name}'")
+    if not Path(data_dir).is_dir(): raise BadInput(f"{data_dir}: dataset directory not found")
+    exp = Path(out_dir)/experiment
+    if (exp/'config.yaml').exists(): raise BadInput(f"{exp}: experiment exists; choose another name")
+    return {'model': name, 'experiment': experiment, **RUNS[name](config, data_dir, exp, quiet, epochs, seed, bs, lr)}
+
 # %% ../../nbs/20_train.learner.ipynb #fdcf810e
 def _override(cfg:Config, **kw) -> Config:
     "Config with command-line overrides applied (None means keep)"
-    tc = dataclasses.replace(cfg.training, **{k: v for k,v in kw.items() if v is not None})
-    return dataclasses.replace(cfg, training=tc)
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **_given(**kw)))
 
 @call_parse
 @cli_guard
-def hancross_train(config:str=None,                # YAML config (names the model: any registry name); required
+def hancross_train(config:str=None,                # YAML config; its model.name (a registry name, video or cman) chooses the trainer
                    data_dir:str=None,              # dataset directory (default: the config's data.data_dir)
                    experiment_name:str='run',      # experiments/<name>/ holds everything the run writes
                    out_dir:str='experiments',      # parent of experiment directories
@@ -429,23 +471,29 @@ def hancross_train(config:str=None,                # YAML config (names the mode
                    beta:float=None,                # weight of the bottleneck KL (overrides training.beta)
                    regularization_weight:float=None, # weight of the MINE term (overrides training.mi_weight)
                    start_level:int=None,           # progressive multi-scale training: first pyramid level (1-based)
-                   end_level:int=4,                # ... last level
-                   epochs_per_level:int=1,         # ... epochs before the next level switches on
+                   end_level:int=None,             # ... last level (default 4)
+                   epochs_per_level:int=None,      # ... epochs before the next level switches on (default 1)
                    volatility_schedule:str=None,   # 'linear': volatility curriculum, calm windows first
-                   initial_volatility:float=0.1,   # ... quantile of train volatility admitted at the first epoch
-                   final_volatility:float=1.0,     # ... and at the last (1.0 admits all)
+                   initial_volatility:float=None,  # ... quantile of train volatility admitted at the first epoch (default 0.1)
+                   final_volatility:float=None,    # ... and at the last (default 1.0: all)
                    patience:int=0,                 # early stopping patience in epochs (0: off)
                    tensorboard:store_true=False,   # also log to experiments/<name>/tb
                    quiet:store_true=False,         # no progress bars
                   ):
-    "Train any registry model with a fastai Learner (under torchrun: DDP)"
+    "Train any registry model with a fastai Learner (under torchrun: DDP), or the video model or CMAN from their configs"
     if config is None: raise BadInput("--config is required (e.g. --config configs/hancross_cpu.yaml)")
     if epochs is not None and epochs < 1: raise BadInput(f"--epochs must be at least 1, got {epochs}")
+    if config_model(config) in RUNS:
+        res = train_run(config, data_dir, experiment_name, out_dir, quiet, epochs, seed, bs, lr, resume=resume, beta=beta,
+                        regularization_weight=regularization_weight, start_level=start_level, end_level=end_level,
+                        epochs_per_level=epochs_per_level, volatility_schedule=volatility_schedule, initial_volatility=initial_volatility,
+                        final_volatility=final_volatility, patience=patience, tensorboard=tensorboard)
+        return print(json.dumps(res, default=float))
     cfg = _override(load_config(config), seed=seed, batch_size=bs, learning_rate=lr, beta=beta, mi_weight=regularization_weight)
     data = data_dir or cfg.data.data_dir
     if not Path(data).is_dir(): raise BadInput(f"{data}: dataset directory not found")
-    cur = VolatilityCurriculum(volatility_schedule, initial_volatility, final_volatility) if volatility_schedule else None
-    prog = ProgressiveLevels(start_level, end_level, epochs_per_level) if start_level else None
+    cur = VolatilityCurriculum(volatility_schedule, **_given(initial=initial_volatility, final=final_volatility)) if volatility_schedule else None
+    prog = ProgressiveLevels(start_level, **_given(end_level=end_level, epochs_per_level=epochs_per_level)) if start_level else None
     res = train(cfg, data, experiment_name, out_dir, epochs=epochs, resume=resume, patience=patience, curriculum=cur,
                 progressive=prog, tensorboard=tensorboard, distributed=int(os.environ.get('WORLD_SIZE', 1)) > 1, quiet=quiet)
     if res: print(json.dumps({k: res[k] for k in ('model', 'experiment', 'valid', 'test')}))

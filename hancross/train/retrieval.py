@@ -18,7 +18,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.optimizer import Adam
 from fastcore.script import call_parse
-from ..core import BadInput, cli_guard, from_dict, seed_everything
+from ..core import BadInput, cli_guard, from_dict, read_yaml, seed_everything
 from ..data.trimodal import Retrieval, read_retrieval
 from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table, reference_config
 from ..analysis.retrieval import retrieval_table, chance_table
@@ -145,11 +145,8 @@ def load_cman(path) -> tuple:
 
 def load_run(path) -> CMANRun:
     "A CMAN run config from YAML (`model:` and `training:` sections), with one-line errors"
-    path = Path(path)
-    if not path.is_file(): raise BadInput(f"{path}: config not found")
-    try: d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise BadInput(f"{path}: not valid YAML ({str(e).splitlines()[0]})")
-    return from_dict(CMANRun, d, str(path))
+    try: return from_dict(CMANRun, read_yaml(path))
+    except BadInput as e: raise BadInput(f"{path}: {e}") from None
 
 # %% ../../nbs/22_train.retrieval.ipynb #db1ccd41
 def train_retrieval(run:CMANRun, data_dir, output_dir, epochs:int=None, batch_size:int=None, quiet:bool=False) -> dict:

@@ -5,10 +5,13 @@
 # %% ../../nbs/23_train.video.ipynb #9f4ee21f
 from __future__ import annotations
 import dataclasses, random, time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from functools import partial
 import numpy as np, pandas as pd
 import torch, torch.nn.functional as F
+import yaml
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
@@ -16,14 +19,15 @@ from fastai.optimizer import Adam
 from fastai.metrics import AccumMetric
 from fastai.callback.schedule import *  # noqa: F401,F403  (fit_one_cycle)
 from fastcore.script import call_parse
-from ..core import BadInput, cli_guard, seed_everything
+from ..core import BadInput, cli_guard, config_to_dict, from_dict, read_yaml, seed_everything
 from ..data.video import TRAITS, load_clips
 from ..models.video import VideoModelConfig, video_model, cpu_config
 from ..models.video import FUSIONS
 
 # %% auto #0
 __all__ = ['clip_stats', 'ClipBatches', 'ClipDL', 'video_dls', 'trait_metrics', 'video_metrics', 'video_learner', 'predict_clips',
-           'modality_contributions', 'compare_variants', 'summarise', 'train_video', 'hancross_train_video']
+           'modality_contributions', 'compare_variants', 'summarise', 'VideoTrainConfig', 'VideoRun', 'load_video_run',
+           'fit_video', 'train_video', 'hancross_train_video']
 
 # %% ../../nbs/23_train.video.ipynb #22ea516f
 def clip_stats(arr:dict, idx) -> dict:
@@ -156,6 +160,58 @@ def summarise(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
     return pd.DataFrame({t: [f"{a:.3f} +/- {s:.3f}" for a, s in zip(agg[(t, 'mean')], agg[(t, 'std')])] for t in g.columns}, index=agg.index)
 
 # %% ../../nbs/23_train.video.ipynb #7f6f7153
+@dataclass
+class VideoTrainConfig:
+    epochs: int   = 15       # epochs of fit_one_cycle
+    lr:     float = 3e-3     # one-cycle peak learning rate
+    wd:     float = 1e-2     # decoupled weight decay
+    bs:     int   = 32       # batch size
+    size:   int   = 32       # side of the face crops
+    seed:   int   = 0        # seeds shuffling and initialisation
+    def __post_init__(self):
+        for k in ('epochs', 'bs', 'size'):
+            if getattr(self, k) < 1: raise BadInput(f"training.{k} must be at least 1, got {getattr(self, k)}")
+        if not self.lr > 0: raise BadInput(f"training.lr must be positive, got {self.lr}")
+
+@dataclass
+class VideoRun:
+    "A video run's YAML: `model:` (`VideoModelConfig` fields, `name: video`) and `training:`"
+    model:    VideoModelConfig = field(default_factory=cpu_config)
+    training: VideoTrainConfig = field(default_factory=VideoTrainConfig)
+    def __post_init__(self):
+        c = self.model
+        if c.name != 'video': raise BadInput(f"model.name '{c.name}' is not 'video'")
+        if c.fusion not in FUSIONS: raise BadInput(f"model.fusion '{c.fusion}' is not one of {', '.join(FUSIONS)}")
+        if c.fusion == 'mean_frame' and c.frame_size != self.training.size:   # its linear layer is sized for the crops
+            raise BadInput(f"model.frame_size {c.frame_size} differs from training.size {self.training.size}")
+
+def load_video_run(path) -> VideoRun:
+    "A video run config from YAML, with one-line errors that name the file"
+    d = read_yaml(path)
+    try: return from_dict(VideoRun, d)
+    except BadInput as e: raise BadInput(f"{path}: {e}") from None
+
+# %% ../../nbs/23_train.video.ipynb #dec9c39f
+def fit_video(run:VideoRun,         # model and training config (`load_video_run`)
+              data_dir,             # a First Impressions-layout folder
+              out_dir=None,         # where to write config.yaml, metrics.csv and model.pth (None: nowhere)
+              quiet:bool=False,     # no per-epoch lines
+             ) -> pd.DataFrame:
+    "Fit `run`; its per-trait metrics on the test split (else the validation split)"
+    c, tc = run.model, run.training
+    dls = video_dls(load_clips(data_dir, size=tc.size), bs=tc.bs, seed=tc.seed)
+    learn = video_learner(dls, c, lr=tc.lr, wd=tc.wd, seed=tc.seed)
+    with learn.no_bar(), (learn.no_logging() if quiet else nullcontext()): learn.fit_one_cycle(tc.epochs, tc.lr)
+    ds = dls.loaders[2].dataset if len(dls.loaders[2].dataset) else dls.valid.dataset
+    m = trait_metrics(*predict_clips(learn.model, ds))
+    if out_dir is not None:
+        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        (out/'config.yaml').write_text(yaml.safe_dump(config_to_dict(run), sort_keys=False))
+        m.to_csv(out/'metrics.csv')
+        torch.save(dict(model=learn.model.state_dict(), config=dataclasses.asdict(c), stats=dls.stats), out/'model.pth')
+    return m
+
+# %% ../../nbs/23_train.video.ipynb #9038a883
 def train_video(data_dir,              # a First Impressions-layout folder
                 fusion:str='xattn',    # xattn, concat, static, dynamic or mean_frame (CPU-sized configs)
                 epochs:int=15,         # epochs of fit_one_cycle
@@ -163,20 +219,11 @@ def train_video(data_dir,              # a First Impressions-layout folder
                 bs:int=32,             # batch size
                 lr:float=3e-3,         # learning rate
                 seed:int=0,            # seeds shuffling and initialisation
-                out_dir=None,          # where to write metrics.csv and model.pth (None: nowhere)
+                out_dir=None,          # where to write config.yaml, metrics.csv and model.pth (None: nowhere)
                ) -> pd.DataFrame:
-    "Fit one CPU-sized variant; its per-trait metrics on the test split (else the validation split)"
-    if fusion not in FUSIONS: raise BadInput(f"fusion '{fusion}' is not one of {', '.join(FUSIONS)}")
-    c = cpu_config(fusion, frame_size=size)
-    dls = video_dls(load_clips(data_dir, size=size), bs=bs, seed=seed)
-    learn = video_learner(dls, c, lr=lr, seed=seed)
-    with learn.no_bar(): learn.fit_one_cycle(epochs, lr)
-    ds = dls.loaders[2].dataset if len(dls.loaders[2].dataset) else dls.valid.dataset
-    m = trait_metrics(*predict_clips(learn.model, ds))
-    if out_dir is not None:
-        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); m.to_csv(out/'metrics.csv')
-        torch.save(dict(model=learn.model.state_dict(), config=dataclasses.asdict(c), stats=dls.stats), out/'model.pth')
-    return m
+    "`fit_video` of the CPU-sized variant `fusion`"
+    tc = VideoTrainConfig(epochs=epochs, lr=lr, bs=bs, size=size, seed=seed)
+    return fit_video(VideoRun(cpu_config(fusion, frame_size=size), tc), data_dir, out_dir)
 
 @call_parse
 @cli_guard
@@ -185,8 +232,8 @@ def hancross_train_video(data_dir:str=None,   # a First Impressions-layout folde
                          epochs:int=15,       # epochs
                          size:int=32,         # face crop side
                          seed:int=0,          # random seed
-                         out_dir:str=None,    # where to write metrics.csv and model.pth
+                         out_dir:str=None,    # where to write config.yaml, metrics.csv and model.pth
                         ):
-    "Train a CPU-sized video model; print per-trait MAE, ChaLearn accuracy and R2"
+    "Train a CPU-sized video model; print per-trait MAE, ChaLearn accuracy and R2 (`hancross-train --config` does the same from a YAML)"
     if data_dir is None: raise BadInput("--data_dir is required")
     print(train_video(data_dir, fusion, epochs=epochs, size=size, seed=seed, out_dir=out_dir).round(4).to_string())

@@ -1265,6 +1265,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                 'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver._merge': ( 'reproduce.driver.html#_merge',
                                                                                  'hancross/reproduce/driver.py'),
+                                           'hancross.reproduce.driver._run_all': ( 'reproduce.driver.html#_run_all',
+                                                                                   'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver._snapshot': ( 'reproduce.driver.html#_snapshot',
                                                                                     'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver._source_cell': ( 'reproduce.driver.html#_source_cell',

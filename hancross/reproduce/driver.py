@@ -124,11 +124,12 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
 
 from contextlib import contextmanager
 @contextmanager
-def _lock(f):
-    "An exclusive advisory lock on file `f` (released when the block ends or the process dies)"
+def _lock(f, wait:bool=True):
+    "An exclusive advisory lock on file `f` (released when the block ends or the process dies); `wait=False` refuses if held"
     import fcntl
     with open(f, 'w') as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try: fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError: raise BadInput(f"{Path(f).parent}: another hancross-reproduce is writing these outputs; wait for it to finish") from None
         try: yield
         finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -332,11 +333,16 @@ def reproduction_summary(manifest:dict) -> list:
 # %% ../../nbs/60_reproduce.driver.ipynb #4fe70b7c
 def reproduce(profile:str='smoke', data_dir=None, only=None, force:bool=False, root=None, cache_dir=None) -> dict:
     "Run every paper notebook; returns the manifest (also written to results/<profile>/manifest.json)"
-    from fastprogress.fastprogress import progress_bar
     prof = get_profile(profile)
     data = ensure_data(prof, data_dir)
     dirs = output_dirs(profile, data, root)
     for d in dirs.values(): d.mkdir(parents=True, exist_ok=True)
+    with _lock(dirs['runs']/'.reproduce.lock', wait=False):       # one run per output folder: two would interleave one manifest
+        return _run_all(prof, data, dirs, only, force, cache_dir)
+
+def _run_all(prof:Profile, data:Path, dirs:dict, only, force:bool, cache_dir) -> dict:
+    from fastprogress.fastprogress import progress_bar
+    profile = prof.name
     mf = dirs['results']/'manifest.json'
     manifest = json.loads(mf.read_text()) if mf.is_file() else {'notebooks': {}}
     committed = committed_outputs(output_dirs(profile, data, PROJECT_ROOT)['results']/'manifest.json')   # read before anything is rewritten

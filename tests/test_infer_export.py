@@ -37,16 +37,34 @@ def a_sample(data):
     bars = pd.read_csv(data/'temporal'/f'{row.series}.csv')
     return row, bars[to_utc(bars.time) < row.time].tail(24)
 
+def dataset_prediction(model_path, data, sample_id, last_sale:bool=True) -> float:
+    "The checkpoint's log-price prediction for one test sample from the dataset's own inputs (optionally without the token's last sale)"
+    import torch
+    from hancross.train.learner import load_model
+    from hancross.data.dataset import hancross_dls
+    model, ckd = load_model(model_path)
+    dls = hancross_dls(data, stats=ckd['stats']); ds = dls[2].dataset
+    i = list(dls.md.df['sample_id'].to_numpy()[ds.idx.numpy()]).index(sample_id)
+    *xb, _ = ds.batch([i])
+    if not last_sale: xb[3] = xb[3].clone(); xb[3][:, :2] = 0    # what one sample's inference knows: no earlier sale of the token
+    with torch.no_grad(): return float(ds.untarget(model(*xb), [i])[0])
+
 def test_infer_matches_predict_checkpoint(ck):
     from hancross.train.learner import predict_checkpoint
     data, model, root = ck
+    p, y, ids = predict_checkpoint(model, data)
+    row, _ = a_sample(data)
+    assert abs(dataset_prediction(model, data, row.sample_id) - p[list(ids).index(row.sample_id)]) < 1e-5   # the reference is the checkpoint's
+
+def test_infer_matches_the_dataset_inputs(ck):
+    data, model, root = ck
     row, win = a_sample(data)
     win.to_csv(root/'w.csv', index=False)
-    r = run('hancross-infer', '--model_path', model, '--visual_input', data/'visual'/row.image, '--temporal_input', root/'w.csv')
+    r = run('hancross-infer', '--model_path', model, '--visual_input', data/'visual'/row.image, '--temporal_input', root/'w.csv',
+            '--traits', row.traits)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    p, y, ids = predict_checkpoint(model, data)
-    assert abs(out['log_price'] - p[list(ids).index(row.sample_id)]) < 1e-5
+    assert abs(out['log_price'] - dataset_prediction(model, data, row.sample_id, last_sale=False)) < 1e-5
     assert abs(out['price_eth'] - np.exp(out['log_price'])) < 1e-6 * out['price_eth']
     assert 0 < out['gate']['visual'] < 1 and 1 <= out['attention']['level'] <= 4 and out['attention']['top_steps']
 

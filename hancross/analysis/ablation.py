@@ -19,6 +19,7 @@ ABLATIONS = {
     'mean_pool_market': {'temporal_encoder': False},                     # dilated temporal encoder -> mean over the window
     'fixed_gate':       {'gating': False},                               # volatility gate -> fixed 0.5
     'no_vol_adapt':     {'attention': {'volatility_adaptation': False}}, # volatility sets neither temperature nor gate
+    'no_meta':          {'meta': False},                                 # the meta features (last sale, level, traits) unread
 }
 
 def ablation_variants(names=None, model:str='hancross') -> dict:

@@ -30,15 +30,17 @@ __all__ = ['PROFILES', 'TRAINING_CODE', 'Profile', 'get_profile', 'file_hash', '
 # %% ../../nbs/60_reproduce.driver.ipynb #d03b5f4b
 @dataclass
 class Profile:
-    name:     str                                   # smoke or paper
+    name:     str                                   # smoke, full or paper
     seeds:    tuple = (0, 1)                        # every model is trained once per seed
     epochs:   int   = 2                             # epochs per training run (None: the config's num_epochs)
     scale:    str   = 'default'                     # generator scale of the embedded data
     configs:  dict  = field(default_factory=dict)   # model -> YAML config path (missing: registry CPU default)
     max_train: int  = 0                             # subsample the train split to this many (0: all)
+    patience: int   = 0                             # stop when validation loss has not improved for this many epochs (0: never)
 
 PROFILES = {
     'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000),
+    'full':  Profile('full', seeds=(0, 1, 2), epochs=30, scale='default', patience=4),
     'paper': Profile('paper', seeds=(0, 1, 2, 3, 4), epochs=None, scale='paper',
                      configs={'hancross': 'configs/hancross_optimal.yaml', 'hivifan': 'configs/hivifan_default.yaml'}),
 }
@@ -119,7 +121,7 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
         if (exp/name/'metrics.json').is_file(): return exp/name
         if (exp/name).exists(): shutil.rmtree(exp/name)      # a run that died half-way: start it again
         train(cfg, data_dir, name, exp, epochs=prof.epochs if epochs is None else epochs, quiet=quiet,
-              max_train=prof.max_train, collections=collections)
+              max_train=prof.max_train, collections=collections, patience=prof.patience)
     return exp/name
 
 from contextlib import contextmanager
@@ -407,7 +409,7 @@ def write_report(manifest:dict, dirs:dict, root=None) -> Path:
 # %% ../../nbs/60_reproduce.driver.ipynb #352e225d
 @call_parse
 @cli_guard
-def hancross_reproduce(profile:str='smoke',           # smoke (CPU, CI-sized) or paper (reference configs, GPU)
+def hancross_reproduce(profile:str='smoke',           # smoke (CPU, CI-sized), full (CPU, converged) or paper (reference configs, GPU)
                        data_dir:str=None,             # a dataset in the hancross dataset format (default: the embedded market)
                        only:Param('run only notebooks whose label contains one of these', str, nargs='+')=None,
                        force:store_true=False,        # re-run notebooks even when nothing changed

@@ -79,5 +79,7 @@ def plot_learning_curves(curves:pd.DataFrame, col_wrap:int=4, title:str=''):
     g = sns.relplot(data=curves, x='epoch', y='loss', hue='split', col='model', col_wrap=min(col_wrap, curves.model.nunique()),
                     kind='line', errorbar='sd', height=2.2, aspect=1.2, facet_kws={'sharey': False}, marker='o', markersize=3)
     g.set_titles('{col_name}'); g.set_axis_labels('epoch', 'loss (normalised target)')
+    from matplotlib.ticker import MaxNLocator
+    for ax in g.axes.flat: ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole
     if title: g.figure.suptitle(title, y=1.02, fontsize=9)
     return g.figure

@@ -49,7 +49,8 @@ def dataset_prediction(model_path, data, sample_id, last_sale:bool=True) -> floa
     if not last_sale: xb[3] = xb[3].clone(); xb[3][:, :2] = 0    # what one sample's inference knows: no earlier sale of the token
     with torch.no_grad(): return float(ds.untarget(model(*xb), [i])[0])
 
-def test_infer_matches_predict_checkpoint(ck):
+def test_reference_prediction_is_the_checkpoints(ck):
+    "`dataset_prediction`, the reference the inference test below compares with, is what `predict_checkpoint` gives"
     from hancross.train.learner import predict_checkpoint
     data, model, root = ck
     p, y, ids = predict_checkpoint(model, data)

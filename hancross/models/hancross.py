@@ -87,7 +87,7 @@ class HANCross(CrossModalModel):
     FUSION_MODULES = ('fusion', 'meta_proj', 'bottleneck', 'head') # what `fusion_only` adaptation trains
 
     def param_groups(self) -> dict:
-        "Parameter names by component: `visual`, `temporal`, `attention`, `fusion` (gate, bottleneck, head)"
+        "Parameter names by component: `visual`, `temporal`, `attention`, `fusion` (gate, meta read, bottleneck, head)"
         comp = dict(visual='visual', temporal='temporal', t_proj='temporal', missing_series='temporal', missing_img='visual',
                     xattn='attention', **{m: 'fusion' for m in self.FUSION_MODULES})
         groups = {k: [] for k in ('visual', 'temporal', 'attention', 'fusion')}

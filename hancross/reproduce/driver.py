@@ -37,10 +37,16 @@ class Profile:
     configs:  dict  = field(default_factory=dict)   # model -> YAML config path (missing: registry CPU default)
     max_train: int  = 0                             # subsample the train split to this many (0: all)
     patience: int   = 0                             # stop when validation loss has not improved for this many epochs (0: never)
+    notebooks: dict = field(default_factory=dict)   # notebook label -> (parameter overrides, why): what this profile runs smaller
 
 PROFILES = {
     'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000),
-    'full':  Profile('full', seeds=(0, 1, 2), epochs=30, scale='default', patience=4),
+    'full':  Profile('full', seeds=(0, 1, 2), epochs=5, scale='default', patience=2, notebooks={   # sized to 2 hours on 2 cores
+        '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
+        '04_cross_collection': ({'seeds': [0]}, 'seed 0 only'),
+        '05_few_shot':         ({'seeds': [0], 'shots': [10, 100, 1000]}, 'seed 0 only; k = 10, 100, 1000'),
+        '12_retrieval':        ({}, 'CMAN at the smoke sizes (160 punks, 4 epochs); the paper sizes need a GPU'),
+        '13_video':            ({}, 'the video task at the smoke sizes (160 clips, 8 epochs, 24 px); the paper sizes need a GPU')}),
     'paper': Profile('paper', seeds=(0, 1, 2, 3, 4), epochs=None, scale='paper',
                      configs={'hancross': 'configs/hancross_optimal.yaml', 'hivifan': 'configs/hivifan_default.yaml'}),
 }
@@ -363,6 +369,8 @@ def _run_all(prof:Profile, data:Path, dirs:dict, only, force:bool, cache_dir) ->
         label = nb.stem
         params = {'profile': profile, 'data_dir': str(data), 'fig_dir': str(dirs['figures']), 'out_dir': str(dirs['results']),
                   'cache_dir': cache, 'seeds': list(prof.seeds), 'models': all_models}
+        over, why = prof.notebooks.get(label, ({}, ''))
+        params.update(over)
         key = notebook_key(nb, params, root, code, dkey)
         old, mark = manifest['notebooks'].get(label), Path(cache)/'notebooks'/f"{label}-{key}"
         if not force and old and old.get('key') == key and old.get('status') == 'ok' and mark.is_file() \
@@ -372,7 +380,7 @@ def _run_all(prof:Profile, data:Path, dirs:dict, only, force:bool, cache_dir) ->
         entry = run_notebook(nb, params, dirs['runs']/nb.name, [dirs['figures'], dirs['results']], key)
         entry['outputs'] = {rel(f): h for f, h in entry['outputs'].items()}; entry['executed'] = rel(entry['executed'])
         entry['parameters'] = {k: (rel(v) if isinstance(v, str) and v.startswith(str(root)) else v) for k, v in entry['parameters'].items()}
-        entry.update(seeds=list(prof.seeds), git_commit=common['git_commit'], skipped=False)
+        entry.update(seeds=list(params['seeds']), git_commit=common['git_commit'], skipped=False, **({'reduced': why} if why else {}))
         if old and entry['status'] == 'ok':     # a re-run that rewrote identical files keeps them listed
             for f, h in old.get('outputs', {}).items():
                 if f not in entry['outputs'] and ab(f).is_file() and file_hash(ab(f)) == h: entry['outputs'][f] = h
@@ -393,12 +401,13 @@ def write_report(manifest:dict, dirs:dict, root=None) -> Path:
     res = dirs['results']; lines = [f"# hancross paper report ({manifest['profile']} profile)", '',
            f"Dataset `{manifest['data_dir']}` (key `{manifest['dataset_key']}`), commit `{manifest['git_commit']}`, "
            f"seeds {manifest['seeds']}. Every number and figure below was produced by the executed notebook cited with it; "
-           "punk images and traits are real, all prices and markets are simulated (see the dataset's provenance).", '']
+           "punk images and traits are real; prices and markets are simulated except where a table says `real` (see each dataset's provenance).", '']
     for label in sorted(manifest['notebooks']):
         e = manifest['notebooks'][label]
         root = Path(root or dirs['results'].parent.parent)
         lines += [f"## {label}", '', f"Notebook `{e['notebook']}`; executed copy `{os.path.relpath(root/e['executed'], res)}`; "
-                  f"status **{e['status']}**; {e.get('wall_seconds', 0):.0f} s.", '']
+                  f"status **{e['status']}**; {e.get('wall_seconds', 0):.0f} s; seeds {e.get('seeds', manifest['seeds'])}.", '']
+        if e.get('reduced'): lines += [f"*Run smaller than the rest of the {manifest['profile']} profile: {e['reduced']}.*", '']
         if e['status'] != 'ok': lines += [f"Failed at cell {e.get('failed_cell')}: `{e.get('error')}`", '']
         for f in sorted(e.get('outputs', {})):
             p = root/f

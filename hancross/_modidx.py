@@ -19,6 +19,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                             'hancross/analysis/attribution.py'),
                                                'hancross.analysis.attribution.agreement_table': ( 'analysis.attribution.html#agreement_table',
                                                                                                   'hancross/analysis/attribution.py'),
+                                               'hancross.analysis.attribution.attention_map': ( 'analysis.attribution.html#attention_map',
+                                                                                                'hancross/analysis/attribution.py'),
                                                'hancross.analysis.attribution.attribute': ( 'analysis.attribution.html#attribute',
                                                                                             'hancross/analysis/attribution.py'),
                                                'hancross.analysis.attribution.attribute_split': ( 'analysis.attribution.html#attribute_split',

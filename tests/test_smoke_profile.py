@@ -11,13 +11,13 @@ TIMING = ('benchmark_',)             # tables of measured seconds: they differ r
 
 def sha(f): return hashlib.sha256(Path(f).read_bytes()).hexdigest()
 
-def outputs(root:Path) -> set:
-    "Tables and figures of the smoke profile under `root`, relative to it"
-    return {str(f.relative_to(root)) for d in (root/'results'/'smoke', root/'figures'/'smoke') if d.is_dir()
+def outputs(root:Path, profile:str='smoke') -> set:
+    "Tables and figures of `profile` under `root`, relative to it"
+    return {str(f.relative_to(root)) for d in (root/'results'/profile, root/'figures'/profile) if d.is_dir()
             for f in d.rglob('*') if f.is_file() and f.name not in ('manifest.json', 'REPORT.md')}
 
-def check_manifest(root:Path) -> dict:
-    m = json.loads((root/'results'/'smoke'/'manifest.json').read_text())
+def check_manifest(root:Path, profile:str='smoke') -> dict:
+    m = json.loads((root/'results'/profile/'manifest.json').read_text())
     listed = {}
     for label, e in m['notebooks'].items():
         assert e['status'] == 'ok', f"{label}: {e.get('error')}"
@@ -25,15 +25,22 @@ def check_manifest(root:Path) -> dict:
         for f, h in e['outputs'].items():
             assert sha(root/f) == h, f"{f}: its hash is not the one {label} recorded"
             listed[f] = h
-    made = outputs(root)
+    made = outputs(root, profile)
     assert made == set(listed), f"not explained by the manifest: {sorted(made - set(listed))}; listed but missing: {sorted(set(listed) - made)}"
     return m
 
-def test_committed_smoke_outputs_are_explained_by_the_manifest():
-    m = check_manifest(ROOT)
+@pytest.mark.parametrize('profile', ['smoke', 'full'])
+def test_committed_outputs_are_explained_by_the_manifest(profile):
+    m = check_manifest(ROOT, profile)
     assert len(m['notebooks']) == len(list((ROOT/'nbs'/'paper').glob('[0-9]*.ipynb')))
-    rep = (ROOT/'results'/'smoke'/'REPORT.md').read_text()
+    rep = (ROOT/'results'/profile/'REPORT.md').read_text()
     for label in m['notebooks']: assert f'## {label}' in rep, label
+
+def test_readme_main_table_is_the_committed_one():
+    "The README shows the full profile's main table as its notebook wrote it, never typed in"
+    block = re.search(r'<!-- main_results:full -->\n(.*?)\n<!-- /main_results:full -->', (ROOT/'README.md').read_text(), re.S)
+    assert block, 'README has no main_results:full block'
+    assert block.group(1).strip() == (ROOT/'results'/'full'/'main_results.md').read_text().strip()
 
 def mean_of(cell:str) -> float:
     return float(re.match(r'\s*(-?[\d.]+)', str(cell)).group(1))

@@ -11,11 +11,13 @@ import numpy as np, pandas as pd, torch, torch.nn as nn
 from captum.attr import IntegratedGradients, GradientShap, Occlusion, LayerGradCam, LayerAttribution
 from ..core import evaluating
 from ..data.dataset import SPLITS
+from .views import level_grids
+import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['METHODS', 'gradcam_layers', 'attribute', 'modality_shares', 'load_ground_truth', 'premium_deviation', 'driving_masks',
            'agreement', 'collection_baseline', 'attribute_split', 'agreement_table', 'driving_positions',
-           'pool_attributions']
+           'pool_attributions', 'attention_map']
 
 # %% ../../nbs/35_analysis.attribution.ipynb #ee061899
 METHODS = ('ig', 'gradient_shap', 'occlusion', 'gradcam')
@@ -44,7 +46,7 @@ def _numpy_seed(seed:int):
 
 def attribute(model:nn.Module,              # `forward(img, series, vol, meta) -> (b,)`
               xb,                           # `(img, series, vol, meta[, y])` batch
-              method:str='ig',              # one of `METHODS`
+              method:str='ig',              # one of `METHODS`, or 'attention' (`attention_map`; not an attribution)
               *,
               n_steps:int=32,               # IG integration steps
               n_samples:int=16,             # GradientShap samples per input
@@ -57,12 +59,14 @@ def attribute(model:nn.Module,              # `forward(img, series, vol, meta) -
               seed:int=0,
              ) -> dict:
     "Attributions `img` (b, C or 1, H, W) and `series` (b, T, F or 1) of the prediction, plus per-sample convergence `delta`"
-    assert method in METHODS, f"method '{method}' is not one of {', '.join(METHODS)}"
+    assert method in METHODS + ('attention',), f"method '{method}' is not one of {', '.join(METHODS)}, attention"
     img, series, vol, meta = xb[:4]
     inp, extra, f = (img, series), (vol, meta), _Joint(model)
     with evaluating(model), torch.random.fork_rng(), _numpy_seed(seed):   # captum's GradientShap draws from numpy too
         torch.manual_seed(seed)
-        if method == 'ig':
+        if method == 'attention':
+            a, d = (attention_map(model, *xb[:4]), torch.zeros_like(series[..., :1])), None
+        elif method == 'ig':
             base = baselines or (torch.zeros_like(img), torch.zeros_like(series))
             a, d = IntegratedGradients(f).attribute(inp, baselines=base, additional_forward_args=extra, n_steps=n_steps,
                                                    internal_batch_size=internal_batch_size, return_convergence_delta=True)
@@ -225,3 +229,16 @@ def pool_attributions(results:list) -> dict:
     methods = [k for k in results[0] if k != 'samples']
     return {'samples': pd.concat([r['samples'] for r in results], ignore_index=True),
             **{m: {'img': torch.cat([r[m]['img'] for r in results])} for m in methods}}
+
+# %% ../../nbs/35_analysis.attribution.ipynb #843b6e58
+def attention_map(model:nn.Module, img, series, vol=None, meta=None) -> torch.Tensor:
+    "Cross-attention mass per pixel `(b, 1, H, W)`: the weights on the visual tokens averaged over heads and query hours, each token's weight spread evenly over its pixels (each map sums to 1)"
+    fwa = getattr(model, 'forward_with_aux', None)
+    with evaluating(model), torch.no_grad(): a = fwa(img, series, vol, meta)[1].get('attn') if fwa else None
+    assert torch.is_tensor(a) and a.dim() == 4, f"{type(model).__name__} gives no cross-attention over image tokens"
+    w, (H, W) = a.float().mean((1, 2)), img.shape[-2:]                        # (b, n) weight per token
+    out, k = torch.zeros(len(img), 1, H, W), 0
+    for h, gw in level_grids(model, w.shape[1], img):
+        lv = w[:, k:k + h * gw].reshape(-1, 1, h, gw); k += h * gw
+        out += F.interpolate(lv, size=(H, W), mode='nearest') * (h * gw / (H * W))   # a token's weight over its pixels
+    return out

@@ -96,7 +96,8 @@ def training_code_hash() -> str:
 
 def profile_key(prof:Profile) -> str:
     "Profile name plus a hash of its settings and of the training code: neither a changed profile nor changed model code reuses old models"
-    blob = json.dumps([dataclasses.asdict(prof), training_code_hash()], sort_keys=True, default=str)
+    d = dataclasses.asdict(prof); d.pop('notebooks')                  # per-notebook sizes do not change how a model trains
+    blob = json.dumps([d, training_code_hash()], sort_keys=True, default=str)
     return f"{prof.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 def run_key(cfg, collections=None, epochs:int=None) -> str:

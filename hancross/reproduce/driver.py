@@ -314,10 +314,10 @@ def moved_numbers(old:str, new:str) -> dict:
     if a.shape != b.shape or list(a.columns) != list(b.columns): return {'shape': f"{a.shape} -> {b.shape}"}
     x, y = a.map(_lead).to_numpy(float), b.map(_lead).to_numpy(float)
     d = np.abs(x - y); d[np.isnan(d)] = 0
-    text = (a.to_numpy() != b.to_numpy()) & np.isnan(x - y)
-    if not d.any(): return {'cells': int(text.sum()), 'max_abs': 0.0}
-    r, c = np.unravel_index(d.argmax(), d.shape)
-    return {'cells': int((d > 0).sum() + text.sum()), 'max_abs': float(d[r, c]), 'where': f"{a.iloc[r, 0]} / {a.columns[c]}",
+    changed = a.to_numpy() != b.to_numpy()                             # any text, e.g. only the std of '0.61 +/- 0.02', or a sentence
+    if not changed.any(): return {'cells': 0, 'max_abs': 0.0}
+    r, c = np.unravel_index(d.argmax(), d.shape) if d.any() else np.argwhere(changed)[0]   # the largest move, else the first changed cell
+    return {'cells': int(changed.sum()), 'max_abs': float(d[r, c]), 'where': f"{a.iloc[r, 0]} / {a.columns[c]}",
             'old': a.iloc[r, c], 'new': b.iloc[r, c]}
 
 def compare_outputs(outputs:dict, root:Path, committed:dict) -> dict:

@@ -45,7 +45,7 @@ def test_readme_main_table_is_the_committed_one():
 def mean_of(cell:str) -> float:
     return float(re.match(r'\s*(-?[\d.]+)', str(cell)).group(1))
 
-@pytest.mark.skipif(os.environ.get('HANCROSS_SMOKE_E2E') != '1', reason='the whole smoke profile (about 12 min on 2 cores) runs where HANCROSS_SMOKE_E2E=1 (CI)')
+@pytest.mark.skipif(os.environ.get('HANCROSS_SMOKE_E2E') != '1', reason='the whole smoke profile (about 26 min on 2 cores) runs where HANCROSS_SMOKE_E2E=1 (CI)')
 def test_smoke_profile_cold_reproduces_committed_results(tmp_path):
     env = {**os.environ, 'HANCROSS_OUTPUT_ROOT': str(tmp_path/'out'), 'HANCROSS_CACHE': str(tmp_path/'cache')}
     t = time.time()

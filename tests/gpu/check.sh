@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}; BIN=$(dirname "$PY")
 OUT=${HANCROSS_GPU_OUT:-results/gpu}
 mkdir -p "$OUT"
 if [ "${HANCROSS_GPU_CHECK_CPU:-0}" = 1 ]; then
-  DEVICE=cpu; SCALE=tiny; STEPS=12; SIDE=16; BS="1 4"; STEP_BS=4; LR=1e-3; SIZES="[600]"; QUICK=--quick; export OMP_NUM_THREADS=1
+  DEVICE=cpu; SCALE=tiny; STEPS=24; SIDE=16; BS="1 4"; STEP_BS=4; LR=1e-3; SIZES="[600]"; QUICK=--quick; export OMP_NUM_THREADS=1
 else
   DEVICE=cuda; SCALE=paper; STEPS=300; SIDE=224; BS="1 32 128"; STEP_BS=0; LR=0; SIZES="[1000, 10000]"; QUICK=
   $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: run with HANCROSS_GPU_CHECK_CPU=1 for the CPU rehearsal')"

@@ -40,7 +40,7 @@ class Profile:
     notebooks: dict = field(default_factory=dict)   # notebook label -> (parameter overrides, why): what this profile runs smaller
 
 PROFILES = {
-    'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000, notebooks={   # CI runs it cold: 26 min on 2 idle cores (f424295)
+    'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000, notebooks={   # CI runs it cold (README: its measured time)
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '12_retrieval':        ({'n_items': 120, 'epochs': 3}, 'CMAN on 120 punks for 3 epochs (the full profile: 160 punks, 4 epochs)')}),
     'full':  Profile('full', seeds=(0, 1, 2), epochs=5, scale='default', patience=2, notebooks={   # sized to 2 hours on 2 cores

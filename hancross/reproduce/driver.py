@@ -38,12 +38,18 @@ class Profile:
     max_train: int  = 0                             # subsample the train split to this many (0: all)
     patience: int   = 0                             # stop when validation loss has not improved for this many epochs (0: never)
     notebooks: dict = field(default_factory=dict)   # notebook label -> (parameter overrides, why): what this profile runs smaller
+    training: dict  = field(default_factory=dict)   # TrainConfig fields every learned model of this profile uses (missing: the config's)
+    models:   dict  = field(default_factory=dict)   # model -> nested model-config fields this profile changes (before a notebook's overrides)
 
 PROFILES = {
     'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000, notebooks={   # CI runs it cold (README: its measured time)
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '12_retrieval':        ({'n_items': 120, 'epochs': 3}, 'CMAN on 120 punks for 3 epochs (the full profile: 160 punks, 4 epochs)')}),
-    'full':  Profile('full', seeds=(0, 1, 2), epochs=5, scale='default', patience=2, notebooks={   # sized to 2 hours on 2 cores
+    # full: every learned model at bs 128, peak lr 2e-3. At the TrainConfig defaults (bs 32, lr 1e-4) 9 of 10 were still
+    # improving at the last epoch (results/full/convergence.md of 7f344f8 against today's; issue 14's note: the lr sweep);
+    # HANCross's temporal dropout 0: validation R2 0.926 against 0.925 at 0.1, epochs 10 % faster (issue 14's note, seed 0).
+    'full':  Profile('full', seeds=(0, 1, 2), epochs=5, scale='default', patience=2,   # sized to 2 hours on 2 cores
+                     training={'batch_size': 128, 'learning_rate': 2e-3}, models={'hancross': {'temporal': {'dropout': 0.0}}}, notebooks={
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '04_cross_collection': ({'seeds': [0]}, 'seed 0 only'),
         '05_few_shot':         ({'seeds': [0], 'shots': [10, 100, 1000]}, 'seed 0 only; k = 10, 100, 1000'),
@@ -78,11 +84,12 @@ def _merge(d:dict, o:dict) -> dict:
     return {**d, **{k: _merge(d[k], v) if isinstance(v, dict) and isinstance(d.get(k), dict) else v for k,v in o.items()}}
 
 def model_config(model:str, profile:Profile, seed:int, overrides:dict=None):
-    "The resolved config of `model` under `profile` with `seed`; `overrides` is a nested dict of model fields"
+    "The resolved config of `model` under `profile` with `seed`: the profile's training and model settings, then `overrides` (nested model fields)"
     p = profile.configs.get(model)
     d = config_to_dict(load_config(PROJECT_ROOT/p)) if p else {'model': {**config_to_dict(default_config(model)), 'name': model}}
-    if overrides: d['model'] = _merge(d['model'], overrides)
-    d.setdefault('training', {})['seed'] = seed
+    for o in (profile.models.get(model), overrides):
+        if o: d['model'] = _merge(d['model'], o)
+    d['training'] = {**d.get('training', {}), **profile.training, 'seed': seed}
     return config_from_dict(d, f'{model} ({profile.name} profile)')
 
 # %% ../../nbs/60_reproduce.driver.ipynb #d5d64e67
@@ -405,6 +412,10 @@ def write_report(manifest:dict, dirs:dict, root=None) -> Path:
            f"Dataset `{manifest['data_dir']}` (key `{manifest['dataset_key']}`), commit `{manifest['git_commit']}`, "
            f"seeds {manifest['seeds']}. Every number and figure below was produced by the executed notebook cited with it; "
            "punk images and traits are real; prices and markets are simulated except where a table says `real` (see each dataset's provenance).", '']
+    prof = PROFILES.get(manifest['profile'])
+    if prof and (prof.training or prof.models):
+        lines += [f"Training settings of this profile: every learned model {prof.training or 'at its config'}; "
+                  f"model changes {prof.models or 'none'} (`PROFILES` in `hancross/reproduce/driver.py` says why).", '']
     for label in sorted(manifest['notebooks']):
         e = manifest['notebooks'][label]
         root = Path(root or dirs['results'].parent.parent)

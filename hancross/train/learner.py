@@ -183,7 +183,7 @@ class Checkpoint(InFit):
 
 class History(InFit):
     "Append one row per trained epoch to a CSV file (header once); resumed runs continue the same file"
-    order = 80   # after the Recorder has logged the epoch
+    order = TrackerCallback.order + 2   # after the Recorder (50) has logged the epoch, before early stopping (63) may end the fit
     def __init__(self, path): self.path = Path(path)
     def after_epoch(self):
         if not self._in_fit: return

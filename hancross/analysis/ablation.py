@@ -5,7 +5,7 @@
 # %% ../../nbs/33_analysis.ablation.ipynb #ea06fd8c
 from __future__ import annotations
 import numpy as np, pandas as pd
-from .metrics import metrics, _arr
+from ..metrics import metrics, _arr
 from .stats import seed_summary, fmt_mean_std, comparison_table
 
 # %% auto #0

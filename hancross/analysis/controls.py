@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from ..core import evaluating, model_device
-from .metrics import regression_metrics
+from ..metrics import regression_metrics
 
 # %% auto #0
 __all__ = ['INPUTS', 'permuted_predictions', 'permutation_controls', 'learning_curves', 'best_epochs', 'plot_learning_curves']

@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import acovf
-from .metrics import METRICS, metrics, regression_metrics, spearman, _arr
+from ..metrics import METRICS, metrics, regression_metrics, spearman, _arr
 
 # %% auto #0
 __all__ = ['CI', 'seed_summary', 'fmt_mean_std', 'seed_table', 'metrics_by', 'volatility_regime', 'diebold_mariano', 'cohens_dz',

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, scipy.stats as sps
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..data.dataset import hancross_dls, MarketData
-from .metrics import metrics
+from ..metrics import metrics
 from ..models.fusion import total_aux_loss
 from ..train.learner import load_model, predict_ds
 from ..models.registry import config_from_dict

@@ -14,7 +14,7 @@ from ..core import BadInput, cli_guard, PROJECT_ROOT
 from ..core import DataSpec
 from ..data.dataset import hancross_dls, is_dataset, target_mode
 from ..train.learner import load_model
-from ..analysis.metrics import regression_metrics
+from ..metrics import regression_metrics
 
 # %% auto #0
 __all__ = ['INPUTS', 'pool_matrix', 'MatmulAdaptivePool', 'onnx_ready', 'input_shapes', 'export_onnx', 'onnx_predict',

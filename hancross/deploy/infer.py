@@ -14,7 +14,7 @@ from ..core import BadInput, cli_guard
 from ..core import DataSpec
 from ..data.dataset import SERIES_FEATURES, hancross_dls, target_mode, price_columns, to_utc, fmt_time
 from ..train.learner import load_model
-from ..analysis.metrics import regression_metrics
+from ..metrics import regression_metrics
 
 # %% auto #0
 __all__ = ['RECENT_BARS', 'read_image', 'read_window', 'window_anchor', 'anchor_offset', 'normalise', 'level_sizes', 'explain',

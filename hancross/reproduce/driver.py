@@ -97,7 +97,7 @@ def model_config(model:str, profile:Profile, seed:int, overrides:dict=None):
     return config_from_dict(d, f'{model} ({profile.name} profile)')
 
 # %% ../../nbs/60_reproduce.driver.ipynb #d5d64e67
-TRAINING_CODE = ['core.py', 'data/dataset.py', 'train', 'models', 'analysis/metrics.py']   # what a trained model's numbers depend on
+TRAINING_CODE = ['core.py', 'data/dataset.py', 'train', 'models', 'metrics.py']   # what a trained model's numbers depend on
 
 def training_code_hash() -> str:
     "Hash of the package code that training runs (data, models, training loop) and the torch version"

@@ -20,8 +20,8 @@ from ..models.fusion import capture_aux, total_aux_loss, MINE
 from ..models.registry import Config, config_from_dict, load_config, get_model
 from .video import load_video_run, fit_video
 from .retrieval import load_run, train_retrieval
-from ..analysis.metrics import METRICS, regression_metrics
-from ..analysis.metrics import metrics as all_metrics
+from ..metrics import METRICS, regression_metrics
+from ..metrics import metrics as all_metrics
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback

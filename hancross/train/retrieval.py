@@ -21,7 +21,7 @@ from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, from_dict, read_yaml, seed_everything
 from ..data.trimodal import Retrieval, read_retrieval
 from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table, reference_config
-from ..analysis.retrieval import retrieval_table, chance_table
+from ..metrics import retrieval_table, chance_table
 
 # %% auto #0
 __all__ = ['MISSING', 'TriBatches', 'retrieval_dls', 'embed_split', 'evaluate', 'MeanRecall', 'RetrievalTrainConfig', 'CMANRun',

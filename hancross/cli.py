@@ -34,8 +34,8 @@ COMMANDS = {   # command -> 'module:function' it runs
     'hancross-import-collection': 'hancross.data.importers:hancross_import_collection',
     'hancross-import-punks': 'hancross.data.importers:hancross_import_punks',
     'hancross-build-cryptopunks': 'hancross.data.importers:hancross_build_cryptopunks',
-    'hancross-train': 'hancross.train.learner:hancross_train',
-    'hancross-evaluate': 'hancross.train.learner:hancross_evaluate',
+    'hancross-train': 'hancross.train.fit:hancross_train',
+    'hancross-evaluate': 'hancross.train.fit:hancross_evaluate',
     'hancross-infer': 'hancross.deploy.infer:hancross_infer',
     'hancross-export': 'hancross.deploy.export:hancross_export',
     'hancross-bench': 'hancross.deploy.bench:hancross_bench',
@@ -43,10 +43,10 @@ COMMANDS = {   # command -> 'module:function' it runs
     'hancross-docs': 'hancross.docs:hancross_docs',
     'hancross-build-trimodal': 'hancross.data.trimodal:hancross_build_trimodal',
     'hancross-import-trimodal': 'hancross.data.trimodal:hancross_import_trimodal',
-    'hancross-train-retrieval': 'hancross.train.retrieval:hancross_train_retrieval',
-    'hancross-eval-retrieval': 'hancross.train.retrieval:hancross_eval_retrieval',
+    'hancross-train-retrieval': 'hancross.train.fit:hancross_train_retrieval',
+    'hancross-eval-retrieval': 'hancross.train.fit:hancross_eval_retrieval',
     'hancross-generate-video': 'hancross.data.video:hancross_generate_video',
-    'hancross-train-video': 'hancross.train.video:hancross_train_video',
+    'hancross-train-video': 'hancross.train.fit:hancross_train_video',
 }
 
 def generate(): return run(COMMANDS['hancross-generate'])

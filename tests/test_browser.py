@@ -58,11 +58,11 @@ from pathlib import Path
 from hancross.core import PROJECT_ROOT, seed_everything
 from hancross.data.trimodal import TrimodalConfig, build_trimodal, read_retrieval
 from hancross.models.cman import CMAN
-from hancross.train.retrieval import load_run
+from hancross.models.registry import load_config
 from hancross.inspect.retrieval import retrieval_demo
 data = read_retrieval(build_trimodal(Path('tri'), TrimodalConfig(n_items=16, val_frac=0.25, test_frac=0.25), force=True))
 seed_everything(0)
-w = retrieval_demo(CMAN(load_run(PROJECT_ROOT/'configs'/'cman_cpu.yaml').model), data, dpi=60)
+w = retrieval_demo(CMAN(load_config(PROJECT_ROOT/'configs'/'cman_cpu.yaml').model), data, dpi=60)
 w"""
 
 def _write_notebook(root:Path, name:str, source:str):

@@ -71,7 +71,7 @@ def test_a_folder_that_is_not_a_dataset(data, tmp_path):
 # --- importers: real-world histories that used to import as garbage with exit 0 ----------------------------------
 import numpy as np, pandas as pd
 from PIL import Image
-from hancross.data.importers import tiny_collection
+from hancross.testing import tiny_collection
 
 def raw_collection(tmp_path, edit=None, name='raw'):
     "A tiny raw collection (HiViFAN layout), its transactions.csv changed by `edit(df) -> df`"

@@ -15,10 +15,10 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 @pytest.fixture(scope='module')
 def ck(tmp_path_factory):
     "A tiny dataset at 24 px and a HANCross (CPU config) checkpoint trained on it for one epoch"
-    from hancross.train.learner import train
+    from hancross.train.fit import fit
     root = tmp_path_factory.mktemp('dep')
     data = tiny_dataset(root/'tiny', n_sales=120, size=24)
-    train(load_config(ROOT/'configs'/'hancross_cpu.yaml'), data, 'x', root/'exp', epochs=1, quiet=True)
+    fit(load_config(ROOT/'configs'/'hancross_cpu.yaml').with_training(num_epochs=1), data, 'x', root/'exp', quiet=True)
     return data, root/'exp'/'x'/'best_model.pth', root
 
 def run(*args):
@@ -31,16 +31,16 @@ def one_line_exit2(r, *needles):
     for n in needles: assert n in lines[0], lines[0]
 
 def a_sample(data):
-    "A test-split sample: its row and its window (the 24 bars strictly before its time) written alone"
+    "A test-split sample: its row and its window (the dataset's `window` bars strictly before its time) written alone"
     md = MarketData(data)
     row = md.df.iloc[int(md.split_idx['test'][0])]
     bars = pd.read_csv(data/'temporal'/f'{row.series}.csv')
-    return row, bars[to_utc(bars.time) < row.time].tail(24)
+    return row, bars[to_utc(bars.time) < row.time].tail(md.window)
 
 def dataset_prediction(model_path, data, sample_id, last_sale:bool=True) -> float:
     "The checkpoint's log-price prediction for one test sample from the dataset's own inputs (optionally without the token's last sale)"
     import torch
-    from hancross.train.learner import load_model
+    from hancross.train.core import load_model
     from hancross.data.dataset import hancross_dls
     model, ckd = load_model(model_path)
     dls = hancross_dls(data, stats=ckd['stats']); ds = dls[2].dataset

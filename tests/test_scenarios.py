@@ -6,7 +6,7 @@ import pytest
 from hancross.core import TrainConfig, DataConfig
 from hancross.data.synthetic import generate_market, scenario_config
 from hancross.models.registry import list_models, default_config, Config
-from hancross.train.learner import train
+from hancross.train.fit import fit
 
 EPOCHS = 3
 
@@ -19,7 +19,7 @@ def results(boom, tmp_path_factory):
     out, res = tmp_path_factory.mktemp('runs'), {}
     for m in list_models():
         cfg = Config(model=default_config(m), training=TrainConfig(num_epochs=EPOCHS, seed=0, batch_size=32), data=DataConfig(data_dir=str(boom)))
-        res[m] = train(cfg, experiment=m, out_dir=out, quiet=True)
+        res[m] = fit(cfg, experiment=m, out_dir=out, quiet=True)
     return res
 
 def constant_r2(boom) -> float:
@@ -43,6 +43,6 @@ def test_absolute_targets_do_not_survive_the_boom(boom, results, tmp_path):
     "The contrast that makes the tests above mean something: the same model on absolute targets falls far behind"
     cfg = Config(model=default_config('concat'), training=TrainConfig(num_epochs=EPOCHS, seed=0, batch_size=32),
                  data=DataConfig(data_dir=str(boom), target='absolute'))
-    r = train(cfg, experiment='concat_absolute', out_dir=tmp_path, quiet=True)
+    r = fit(cfg, experiment='concat_absolute', out_dir=tmp_path, quiet=True)
     print(f"concat test R2: absolute {r['test']['r2']:.2f}, premium {results['concat']['test']['r2']:.2f}")
     assert r['test']['r2'] < results['concat']['test']['r2'] - 0.5

@@ -31,7 +31,7 @@ def test_train_evaluate_and_reproducible(data, tmp_path):
     run(train_cmd(data, tmp_path, 'a'))
     run(train_cmd(data, tmp_path, 'b'))
     exp = tmp_path/'a'
-    assert sorted(p.name for p in exp.iterdir()) == ['best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.json',
+    assert sorted(p.name for p in exp.iterdir()) == ['.lock', 'best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.json',
                                                      'predictions_test.csv', 'predictions_val.csv']
     assert metrics(tmp_path, 'a')['test'] == metrics(tmp_path, 'b')['test']           # one seed, identical metrics
     r = run([str(BIN/'hancross-evaluate'), '--model_path', str(exp/'best_model.pth'), '--data_dir', str(data),
@@ -85,11 +85,11 @@ def video_cmd(cfg, data, out, *extra):
 def test_video_config_trains_through_hancross_train(video, tmp_path):
     r = run(video_cmd(VIDEO_CFG, video, tmp_path, '--bs', 8))
     exp = tmp_path/'v'
-    assert sorted(p.name for p in exp.iterdir()) == ['config.yaml', 'metrics.csv', 'model.pth']
+    assert sorted(p.name for p in exp.iterdir()) == ['.lock', 'best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.csv', 'metrics.json']
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out['model'] == 'video' and out['experiment'] == 'v' and 0 < out['test']['accuracy'] <= 1
     ran, cfg = (yaml.safe_load(f.read_text())['training'] for f in (exp/'config.yaml', VIDEO_CFG))
-    assert {k: float(v) for k, v in ran.items()} == {k: float(v) for k, v in {**cfg, 'epochs': 1, 'bs': 8}.items()}   # the flags won
+    assert {k: float(ran[k]) for k in cfg} == {k: float(v) for k, v in {**cfg, 'num_epochs': 1, 'batch_size': 8}.items()}   # the flags won
 
 def test_video_bad_config_is_one_line(video, tmp_path):
     bad = tmp_path/'bad.yaml'; bad.write_text(VIDEO_CFG.read_text().replace('fusion: xattn', 'fusion: late'))

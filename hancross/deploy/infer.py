@@ -10,15 +10,14 @@ import numpy as np, pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from fastcore.script import call_parse
-from ..core import BadInput, cli_guard
+from ..core import BadInput, cli_guard, os_error_line
 from ..core import DataSpec
-from ..data.dataset import SERIES_FEATURES, hancross_dls, target_mode, price_columns, to_utc, fmt_time
-from ..train.learner import load_model
+from ..data.dataset import SERIES_FEATURES, hancross_dls, to_utc, fmt_time, sale_inputs, window_stats, anchor_offset
+from ..train.core import load_model, write_file_atomic
 from ..metrics import regression_metrics
 
 # %% auto #0
-__all__ = ['RECENT_BARS', 'read_image', 'read_window', 'window_anchor', 'anchor_offset', 'normalise', 'level_sizes', 'explain',
-           'Predictor', 'hancross_infer']
+__all__ = ['read_image', 'read_window', 'normalise', 'sale_offset', 'level_sizes', 'explain', 'Predictor', 'hancross_infer']
 
 # %% ../../nbs/40_deploy.infer.ipynb #d989199f
 def read_image(f,                 # PNG/JPEG file
@@ -77,18 +76,6 @@ def _utc(time) -> pd.Timestamp:
     except (ValueError, TypeError): raise BadInput(f"--time {time!r} is not a date (use ISO 8601, e.g. 2021-06-01T12:00:00Z)") from None
 
 # %% ../../nbs/40_deploy.infer.ipynb #c6e77357
-RECENT_BARS = 24   # bars of the recent-median meta feature (data._window_stats uses the window's last 24)
-
-def window_anchor(window:torch.Tensor, features:list) -> float:
-    "The market level of one raw `(T, F)` window, as `MarketData.anchor`: the last bar's `level`, else the median log price of the last `RECENT_BARS` bars"
-    if 'level' in features: return float(window[-1, features.index('level')])
-    lp = window[:, features.index('log_price') if 'log_price' in features else 0]
-    return float(lp[-RECENT_BARS:].median())
-
-def anchor_offset(stats:dict, window:torch.Tensor, features:list) -> float:
-    "What the model's output is measured from: the window's anchor under premium statistics, else 0"
-    return window_anchor(window, features) if target_mode(stats) == 'premium' else 0.0
-
 def _trait_hot(names:list, traits) -> torch.Tensor:
     "Multi-hot `(1, n_traits)` over the checkpoint's trait vocabulary; an unknown trait is bad input"
     out = torch.zeros(1, len(names))
@@ -105,22 +92,19 @@ def normalise(stats:dict,          # the checkpoint's train-split statistics
               window=None,         # raw float32 (T, F) bars or None
               traits=None,         # trait names (list or ';'-joined)
               features:list=None,  # feature names of `window`'s columns (default: stats['features'])
+              last_sale:float=None,   # log price of the token's previous sale (default: none)
+              last_anchor:float=None, # the market level that sale saw
              ) -> tuple:
-    "Model inputs `(img, series, vol, meta)` for one sample, each with a batch dim of 1 (None where missing)"
-    f = lambda k: torch.tensor(stats[k], dtype=torch.float32)
-    tm, ts = stats['target_mean'], stats['target_std']
-    x_img = None if img is None else \
-        (torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255 - f('img_mean')[:, None, None]) / f('img_std')[:, None, None]
-    if window is None: return x_img, None, None, None
-    w = torch.from_numpy(np.array(window, dtype=np.float32))[None]           # (1, T, F)
-    feats = features or stats.get('features') or SERIES_FEATURES
-    lp = w[..., feats.index('log_price') if 'log_price' in feats else 0]                 # (1, T)
-    vol = (lp.diff(dim=1).std(dim=1) - stats['vol_mean']) / stats['vol_std']            # (1,)
-    level, off = window_anchor(w[0], feats), anchor_offset(stats, w[0], feats)          # the premium anchor, see data.dataset
-    med = torch.tensor([(level - off - tm) / ts])                                       # (1,)
-    meta = torch.cat([torch.zeros(1, 2), med[:, None], _trait_hot(stats.get('trait_names', []), traits)], dim=1)
-    w = w.clone(); w[..., price_columns(feats)] -= off
-    return x_img, (w - f('series_mean')) / f('series_std'), vol, meta
+    "Model inputs `(img, series, vol, meta)` for one sample, each with a batch dim of 1 (None where missing), through `sale_inputs`"
+    x_img = None if img is None else torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None]   # (1, C, H, W)
+    if window is None: return sale_inputs(stats, x_img)
+    w = torch.from_numpy(np.array(window, dtype=np.float32))[None]                                        # (1, T, F)
+    one = lambda v: None if v is None else [v]
+    return sale_inputs(stats, x_img, w, features, _trait_hot(stats.get('trait_names', []), traits), one(last_sale), one(last_anchor))
+
+def sale_offset(stats:dict, window, features:list) -> float:
+    "What the model's output for one raw `(T, F)` window is measured from (the market level in premium mode, else 0)"
+    return float(anchor_offset(stats, window_stats(torch.from_numpy(np.asarray(window, dtype=np.float32))[None], features)[1])[0])
 
 # %% ../../nbs/40_deploy.infer.ipynb #2a36929f
 def level_sizes(model, n_tokens:int) -> list:
@@ -177,7 +161,7 @@ class Predictor:
         img = read_image(visual_input, self.spec) if visual_input is not None else None
         win, times = read_window(temporal_input, self.features, self.spec.window, time) if temporal_input is not None else (None, None)
         out = self._run(*normalise(self.stats, img, win, traits, self.features))
-        off = anchor_offset(self.stats, torch.from_numpy(np.asarray(win, dtype=np.float32)), self.features) if win is not None else 0.0
+        off = sale_offset(self.stats, win, self.features) if win is not None else 0.0
         lp = float(self._unz(out['pred'], off)[0])
         return {'model': self.name, 'model_path': str(self.path), 'log_price': lp, 'price_eth': math.exp(lp),
                 'visual_input': None if visual_input is None else str(visual_input),
@@ -217,14 +201,17 @@ class Predictor:
 
 # %% ../../nbs/40_deploy.infer.ipynb #61748d5c
 def _write(res:dict, output_format:str, output=None):
-    "Print or save a result as JSON or CSV"
+    "Print or save a result as JSON or CSV (a file through a temporary file renamed into place)"
     if output_format not in ('json', 'csv'): raise BadInput(f"--output_format '{output_format}' is not one of json, csv")
     if output_format == 'json': text = json.dumps(res, indent=1)
     else:
         rows = res['predictions'] if 'predictions' in res else [{k: v for k, v in res.items() if not isinstance(v, dict)}]
         text = pd.DataFrame(rows).to_csv(index=False)
-    if output is None: sys.stdout.write(text + ('' if text.endswith('\n') else '\n'))
-    else: Path(output).parent.mkdir(parents=True, exist_ok=True); Path(output).write_text(text)
+    if output is None: return sys.stdout.write(text + ('' if text.endswith('\n') else '\n'))
+    out = Path(output)
+    try: out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise BadInput(os_error_line(e.filename or out.parent, e)) from None
+    write_file_atomic(out, lambda tmp: tmp.write_text(text))      # a full disk leaves the previous file, never half a table
 
 @call_parse
 @cli_guard
@@ -243,6 +230,8 @@ def hancross_infer(model_path:str=None,       # checkpoint (best_model.pth or la
     "Predict sale prices from a checkpoint: one image + market CSV, or a dataset split"
     if model_path is None: raise BadInput("--model_path is required")
     if top_k < 1: raise BadInput(f"--top_k must be at least 1, got {top_k}")
+    if bs < 1: raise BadInput(f"--bs must be at least 1, got {bs}")
+    if output is not None and Path(output).is_dir(): raise BadInput(f"{output}: is a folder where a file is needed")
     if output_format not in ('json', 'csv'): raise BadInput(f"--output_format '{output_format}' is not one of json, csv")
     if data_dir is not None and (visual_input or temporal_input):
         raise BadInput("give either --data_dir or --visual_input/--temporal_input, not both")

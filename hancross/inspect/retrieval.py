@@ -144,7 +144,7 @@ class RetrievalDemo(widgets.VBox):
         self.msg.value = ''
         self.view.value = png_bytes(render_matches(self.data, kind, q, self.matches, own), self.dpi)
 
-def retrieval_demo(model:CMAN,             # a (trained) CMAN, e.g. from `load_cman`
+def retrieval_demo(model:CMAN,             # a (trained) CMAN, e.g. from `train.core.load_model`
                    data:Retrieval,         # from `read_retrieval`
                    split:str='test',       # the split whose captions, speech and images are searched
                    **kwargs,               # `RetrievalDemo`'s: k, dpi

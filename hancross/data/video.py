@@ -12,7 +12,8 @@ import cv2
 from fastcore.script import call_parse
 from ..core import BadInput, cli_guard, data_dir, PROJECT_ROOT
 from .punks import load_punks, PUNK_BG
-from .trimodal import check_output, write_atomic
+from .trimodal import check_output
+from .dataset import write_atomic
 
 os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # FFmpeg stays quiet (read before OpenCV's first video): a bad file is our one line
 

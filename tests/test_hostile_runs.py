@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CFG = ROOT/'configs'
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
 EPOCHS = {'market': 4, 'video': 3}   # enough for a kill after the first epoch to land mid-run
-SKIP = {'hancross-reproduce': 'its refusals still leave runs/, figures/, results/ and a lock (reproduce notebooks)'}
+SKIP = {}   # console scripts without a bad-argument case, and why
 _ini = configparser.ConfigParser(interpolation=None); _ini.read(ROOT/'settings.ini')
 ENTRY = {k.strip(): v.strip() for k, v in (l.split('=', 1) for l in _ini['DEFAULT']['console_scripts'].splitlines() if l.strip())}   # script -> module:function
 
@@ -198,6 +198,14 @@ def test_read_only_out_dir(data, read_only, capsys):
         assert snapshot(ro, getattr(data, task)) == before
 
 # --- export: atomic, a full disk keeps the previous export --------------------------------------------------------------
+def test_reproduce_into_a_read_only_root(data, read_only):
+    "hancross-reproduce whose output root cannot be written: one line, exit 2, nothing created"
+    p, words = read_only
+    r = subprocess.run([str(BIN/'hancross-reproduce'), '--only', '02_significance', '--data_dir', str(data.market)], capture_output=True,
+                       text=True, env={**ENV, 'HANCROSS_OUTPUT_ROOT': str(p)}, timeout=600)
+    one_line(r, words)
+    assert not any(p.iterdir())
+
 def test_export_on_a_full_disk_keeps_the_previous_export(pair, data, disk):
     ck = pair['market'].exp/'best_model.pth'
     d = disk('onnx', '64m')
@@ -292,6 +300,8 @@ SCRIPTS = {   # console script -> (an obviously bad command line, what its one l
     'hancross-eval-retrieval': (lambda P: ['--checkpoint', P.t/'none.pth', '--data_dir', P.tri, '--output_dir', P.out], 'none.pth: checkpoint not found'),
     'hancross-generate-video': (lambda P: ['--scale', 'tiny', '--seed', -1, '--out', P.out], 'seed must be a non-negative integer'),
     'hancross-train-video': (lambda P: ['--data_dir', P.video, '--seed', -1, '--out_dir', P.out/'x'], 'seed must be >= 0, got -1'),
+    'hancross-tune': (lambda P: ['--model', 'hedonic', '--trials', 0, '--data_dir', P.market, '--out', P.out], 'n_trials must be at least 1, got 0'),
+    'hancross-reproduce': (lambda P: ['--profile', 'smoke', '--only', 'nothere', '--data_dir', P.market], '--only nothere matches no notebook'),
 }
 
 @pytest.fixture(scope='module')

@@ -14,9 +14,11 @@ from .dataset import SERIES_FEATURES, SPARSE_FEATURES, LEVEL_SALES, hourly_marke
 from .punks import load_punks
 
 # %% auto #0
-__all__ = ['ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'SCALES', 'PROVENANCE', 'FORMULA', 'ellipse', 'box', 'dots', 'hexrgb',
-           'tint', 'Trait', 'Layer', 'Art', 'draw_tokens', 'render', 'get_art', 'MarketConfig', 'scenario_config',
-           'simulate_regimes', 'simulate_level', 'trait_effects', 'simulate_sales', 'MarketScale', 'get_scale',
+__all__ = ['ART', 'COLLECTIONS', 'REGIMES', 'SCENARIOS', 'VISUAL_PROPERTY', 'VISUAL_DEFINITION', 'VISUAL_TERM',
+           'VISUAL_REFERENCE', 'N_REFERENCE', 'SCALES', 'PROVENANCE', 'FORMULA', 'TRAITS_ONLY', 'ellipse', 'box',
+           'dots', 'hexrgb', 'tint', 'Trait', 'Layer', 'Art', 'draw_tokens', 'render', 'trait_matrix', 'get_art',
+           'MarketConfig', 'scenario_config', 'simulate_regimes', 'simulate_level', 'brightness', 'draw_shades',
+           'visual_reference', 'token_visuals', 'trait_effects', 'simulate_sales', 'MarketScale', 'get_scale',
            'simulate_collection', 'generate_market', 'hancross_generate']
 
 # %% ../../nbs/03_data.synthetic.ipynb #a2100ce0
@@ -69,7 +71,9 @@ def draw_tokens(art:Art, n:int, rng:np.random.Generator) -> np.ndarray:
     "Independent trait draws per layer: `(n, n_layers)` trait ids, -1 where a token lacks the layer"
     return np.stack([rng.choice(ids, n, p=p) for ids, p in art.options], axis=1)
 
-def render(art:Art, traits:np.ndarray) -> tuple:
+def render(art:Art, traits:np.ndarray,
+           shade:np.ndarray=None,   # (n,) multipliers of every colour of a token: an unlabelled exposure; None: as drawn
+          ) -> tuple:
     "Paint tokens `(n, n_layers)` bottom-up: `(images (n, 24, 24, 3) uint8, owner (n, 24, 24) trait id)`"
     n = len(traits)
     img, owner = np.zeros((n, 24, 24, 3), np.uint8), np.full((n, 24, 24), -1, np.int16)
@@ -77,7 +81,17 @@ def render(art:Art, traits:np.ndarray) -> tuple:
         m = art.masks[np.maximum(t, 0)] & (t >= 0)[:, None, None]   # (n, 24, 24)
         img = np.where(m[..., None], art.colours[np.maximum(t, 0)], img)
         owner = np.where(m, t[:, None, None].astype(np.int16), owner)
+    if shade is not None:                               # scale every pixel, keep its layer bits: colours stay layer-disjoint
+        s = np.clip(np.rint(img * np.asarray(shade, np.float64)[:, None, None, None]), 0, 255).astype(np.uint8)
+        s[..., 2] = (s[..., 2] & 0xF8) | (img[..., 2] & 7)
+        img = s
     return img, owner
+
+def trait_matrix(traits:np.ndarray, n_traits:int) -> np.ndarray:
+    "0/1 token-by-trait matrix `(n, n_traits)` of trait ids `(n, n_layers)` (-1: none)"
+    X = np.zeros((len(traits), n_traits))
+    rows = np.repeat(np.arange(len(traits)), traits.shape[1]); X[rows[traits.ravel() >= 0], traits.ravel()[traits.ravel() >= 0]] = 1
+    return X
 
 # %% ../../nbs/03_data.synthetic.ipynb #5881ad2d
 def _critters() -> Art:
@@ -287,12 +301,16 @@ class MarketConfig:
     sales_rate:     float = 1.                  # sales per collection = the scale's count x this (0.25: a few a day)
     boom_log:       float = 0.                  # an out-of-time boom: the level gains this many log units ...
     boom_span:      tuple = (.7, .85)           # ... linearly between these fractions of the period, and keeps them
+    shades:         tuple = ()                  # procedural tokens painted at one of these multipliers of their colours: an unlabelled exposure ((): none)
+    visual_coef:    float = 0.                  # log price per reference sd of the image's `brightness` (0: the image is priced only via traits)
+    visual_scale:   tuple = (0., 0., 0.)        # the brightness price x (1 + this) by regime
 
 SCENARIOS = {   # named markets for tests and studies; 'default' is the embedded market
     'default': {},
     'sparse':  dict(sales_rate=.25),                              # a few sales a day per collection at the default scale
     'boom':    dict(boom_log=4., drift=(0., 1.5e-3, -2e-3)),      # the test period trades >= 3x above any training week
     'sparse_boom': dict(sales_rate=.25, boom_log=4., drift=(0., 1.5e-3, -2e-3)),   # both, as real NFT markets do
+    'visual':  dict(shades=(.55, .7, .85, 1.), visual_coef=.4, visual_scale=(0., 1., -.5)),   # the image's brightness is priced, beyond the traits
 }
 
 def scenario_config(name:str, **kw) -> MarketConfig:
@@ -320,6 +338,44 @@ def simulate_level(cfg:MarketConfig, regime:np.ndarray, base:float, rng:np.rando
     boom = cfg.boom_log * np.clip((np.arange(len(regime)) / len(regime) - a) / max(b - a, 1e-9), 0, 1)   # outside the reversion
     return base + np.array(out) + boom
 
+# %% ../../nbs/03_data.synthetic.ipynb #4431c0cd
+VISUAL_PROPERTY = 'brightness'
+VISUAL_DEFINITION = ('mean over the pixels of the RGB image file as written (24x24, uint8) of (0.2126 R + 0.7152 G + 0.0722 B) / 255 '
+                     '(Rec. 709 luma): 0 black .. 1 white')
+VISUAL_TERM = 'visual_coef * (1 + visual_scale[regime]) * (brightness - mean_c) / sd_c'
+VISUAL_REFERENCE = ('mean_c, sd_c and the traits-only OLS come from the reference population: all 10,000 punks, or 5,000 tokens '
+                    'of a procedural collection drawn from its trait and shade distributions with a fixed seed')
+N_REFERENCE = 5000    # procedural tokens in the reference population
+_LUMA = np.array([.2126, .7152, .0722])
+
+def brightness(imgs) -> np.ndarray:
+    "Mean Rec. 709 luma in 0..1 of RGB uint8 images `(..., H, W, 3)`: the property the `visual` scenario prices"
+    return ((np.asarray(imgs, np.float64) / 255) @ _LUMA).mean(axis=(-2, -1))
+
+def draw_shades(shades:tuple, n:int, rng:np.random.Generator) -> np.ndarray:
+    "One of `shades` per token, uniformly: the base layer's unlabelled tone"
+    return np.asarray(shades, np.float64)[rng.integers(0, len(shades), n)]
+
+@functools.lru_cache(maxsize=None)
+def visual_reference(name:str, shades:tuple=()) -> dict:
+    "Brightness `mean`, `sd` and the OLS `coef` of its standardised value on [1, trait indicators] over the reference population"
+    if name == 'punks': imgs, tr = load_punks(); X = tr.to_numpy().astype(np.float64)      # all 10,000 punks
+    else:
+        art, rng = get_art(name), np.random.default_rng([zlib.crc32(f'{name}/visual reference'.encode())])   # fixed: a constant of the collection
+        t = draw_tokens(art, N_REFERENCE, rng)
+        imgs = render(art, t, draw_shades(shades, N_REFERENCE, rng) if shades else None)[0]
+        X = trait_matrix(t, len(art.trait_names))
+    v = brightness(imgs); m, sd = float(v.mean()), float(v.std())
+    A = np.c_[np.ones(len(X)), X]; z = (v - m) / sd
+    coef = np.linalg.lstsq(A, z, rcond=None)[0]
+    return dict(mean=m, sd=sd, coef=coef, r2_traits=float(1 - np.var(z - A @ coef) / np.var(z)), n=len(X))
+
+def token_visuals(name:str, X:np.ndarray, imgs:np.ndarray, shades:tuple=()) -> dict:
+    "Per token: `visual` (brightness), `z` (standardised on the reference) and `z_traits` (its best linear prediction from the traits `X`)"
+    ref, v = visual_reference(name, tuple(shades)), brightness(imgs)
+    return dict(visual=v, z=(v - ref['mean']) / ref['sd'], z_traits=np.c_[np.ones(len(X)), X] @ ref['coef'])
+
+
 # %% ../../nbs/03_data.synthetic.ipynb #ecf88d22
 def trait_effects(cfg:MarketConfig, X:np.ndarray, rng:np.random.Generator) -> dict:
     "Premia `beta` (n_traits,), regime bonuses `delta` (n_traits, 3) and token premia `P` (n_tokens,) for 0/1 `X`"
@@ -337,7 +393,9 @@ def trait_effects(cfg:MarketConfig, X:np.ndarray, rng:np.random.Generator) -> di
 
 # %% ../../nbs/03_data.synthetic.ipynb #7431f33f
 def simulate_sales(cfg:MarketConfig, regime:np.ndarray, level:np.ndarray, eff:dict, X:np.ndarray,
-                   tradeable:np.ndarray, n_sales:int, rng:np.random.Generator) -> pd.DataFrame:
+                   tradeable:np.ndarray, n_sales:int, rng:np.random.Generator,
+                   visual:dict=None,   # per token `visual`, `z`, `z_traits` (`token_visuals`): price the brightness; None: not priced
+                  ) -> pd.DataFrame:
     "Sales of one collection, in time order: exactly `n_sales` after the warm-up plus the warm-up sales"
     H, w = len(regime), cfg.window
     lam = np.asarray(cfg.intensity)[regime]
@@ -353,9 +411,14 @@ def simulate_sales(cfg:MarketConfig, regime:np.ndarray, level:np.ndarray, eff:di
     prem = (1 + np.asarray(cfg.premium_scale)[r]) * eff['P'][tok]
     noise = cfg.noise_sigma * rng.standard_normal(len(hours))
     y = level[hours] + prem + bonus + noise
+    vis = {}
+    if visual is not None:                                   # deterministic in the image: no draw, the rest of the market is unchanged
+        k = cfg.visual_coef * (1 + np.asarray(cfg.visual_scale)[r])
+        vis = dict(visual=visual['visual'][tok], visual_term=k * visual['z'][tok], visual_term_traits=k * visual['z_traits'][tok])
+        y = y + vis['visual_term']
     t = pd.Timestamp(cfg.start, tz='UTC') + pd.to_timedelta(secs, unit='s')
     df = pd.DataFrame(dict(time=t, price=np.exp(y), log_price=y, token=tok, regime=r, level=level[hours],
-                           premium=prem, regime_bonus=bonus, noise=noise, warmup=hours < w))
+                           premium=prem, regime_bonus=bonus, noise=noise, **vis, warmup=hours < w))
     return df.sort_values('time', kind='stable').reset_index(drop=True)
 
 # %% ../../nbs/03_data.synthetic.ipynb #0ae3f2d7
@@ -395,8 +458,7 @@ def _tokens(name:str, s:MarketScale, rng) -> dict:
     art = get_art(name)
     t = draw_tokens(art, s.tokens, rng)
     imgs, owner = render(art, t)
-    X = np.zeros((s.tokens, len(art.trait_names)))
-    rows = np.repeat(np.arange(s.tokens), t.shape[1]); X[rows[t.ravel() >= 0], t.ravel()[t.ravel() >= 0]] = 1
+    X = trait_matrix(t, len(art.trait_names))
     return dict(ids=np.arange(s.tokens).astype(str), X=X, names=art.trait_names, imgs=imgs, tradeable=np.arange(s.tokens),
                 owner=owner, traits=t, art=art)
 
@@ -405,13 +467,17 @@ def simulate_collection(name:str, s:MarketScale, cfg:MarketConfig, seed:int) -> 
     "Tokens, hourly truth, sales, series and samples of collection `name`"
     rng = _rng(seed, name)
     tk = _tokens(name, s, rng)
+    if cfg.shades and 'art' in tk:                           # an unlabelled tone per token, from a stream of its own
+        tk['shade'] = draw_shades(cfg.shades, len(tk['ids']), _rng(seed, f'{name}/shade'))
+        tk['imgs'] = render(tk['art'], tk['traits'], tk['shade'])[0]
+    vis = token_visuals(name, tk['X'], tk['imgs'], cfg.shades) if cfg.visual_coef else None
     t0, t1 = pd.Timestamp(cfg.start, tz='UTC'), pd.Timestamp(cfg.end, tz='UTC')
     H = int((t1 - t0) / pd.Timedelta('1h'))
     if H <= cfg.window + 24: raise BadInput(f"market period {cfg.start}..{cfg.end} is shorter than the {cfg.window}-hour window")
     regime = simulate_regimes(cfg, H, rng)
     level = simulate_level(cfg, regime, cfg.base_level.get(name, 1.), rng)
     eff = trait_effects(cfg, tk['X'], rng)
-    sales = simulate_sales(cfg, regime, level, eff, tk['X'], tk['tradeable'], max(1, int(round(s.sales[name] * cfg.sales_rate))), rng)
+    sales = simulate_sales(cfg, regime, level, eff, tk['X'], tk['tradeable'], max(1, int(round(s.sales[name] * cfg.sales_rate))), rng, vis)
     series = hourly_market(sales[['time', 'price']], start=t0, end=t1, level_sales=LEVEL_SALES)   # + the sales-counted level (the premium anchor)
     smp = sales[~sales.warmup].reset_index(drop=True)
     n_before = np.searchsorted(series['time'].to_numpy(), smp['time'].to_numpy(), side='left')
@@ -431,7 +497,14 @@ PROVENANCE = {
                  '(procedural pixel art and traits)'}
 FORMULA = 'log_price = L_c(h) + (1 + alpha[regime]) * P_token + sum_j delta[j, regime] * x_j + N(0, noise_sigma^2)'
 
-def _best_r2(y, sigma): return float(1 - sigma ** 2 / np.var(y)) if len(y) > 1 else None
+TRAITS_ONLY = ('1 - (noise_sigma^2 + mean over the sales of (visual_term - visual_term_traits)^2) / var(log_price): the generator\'s '
+               'own price function with the market state (level, regime) and every trait premium and regime bonus known, and the '
+               'visual term replaced by its best linear prediction from the listed traits (visual_term_traits: the OLS of the '
+               'standardised brightness on [1, trait indicators] over the reference population, times the same coefficient)')
+
+def _best_r2(y, sigma, extra=0.):
+    "1 - (sigma^2 + `extra` unexplained variance) / var(y): the best R2 of a predictor whose error is the noise plus `extra`"
+    return float(1 - (sigma ** 2 + extra) / np.var(y)) if len(y) > 1 else None
 
 # %% ../../nbs/03_data.synthetic.ipynb #f95c5b0e
 def _truth(cols:dict, cfg:MarketConfig, samples:pd.DataFrame, splits:dict) -> dict:
@@ -450,6 +523,20 @@ def _truth(cols:dict, cfg:MarketConfig, samples:pd.DataFrame, splits:dict) -> di
                                      premium_scale=dict(zip(REGIMES, cfg.premium_scale)),
                                      regime_only={r: names[j] for r, j in e['only'].items()}, traits=traits,
                                      n_tokens=len(d['tokens']['X']), n_sales=len(d['samples']), n_warmup_sales=d['n_warmup'])
+    gap = pd.concat([pd.Series(((d['sales'].visual_term - d['sales'].visual_term_traits) ** 2).to_numpy() if 'visual_term' in d['sales']
+                               else np.zeros(len(d['samples'])), index=d['samples'].sample_id.to_numpy()) for d in cols.values()])
+    out['best_r2_traits'] = {k: _best_r2(y.target.loc[v].to_numpy(), cfg.noise_sigma, gap.loc[v].mean()) for k, v in splits.items()}
+    out['best_r2_traits_by_collection'] = {c: {k: _best_r2(y.target.loc[v][y.collection.loc[v] == c].to_numpy(), cfg.noise_sigma,
+                                                           gap.loc[v][(y.collection.loc[v] == c).to_numpy()].mean())
+                                               for k, v in splits.items()} for c in cols}
+    out['visual'] = dict(property=VISUAL_PROPERTY, definition=VISUAL_DEFINITION, coefficient=cfg.visual_coef,
+                         regime_scale=dict(zip(REGIMES, cfg.visual_scale)), shades=list(cfg.shades), term=VISUAL_TERM,
+                         best_r2_traits=TRAITS_ONLY, reference=VISUAL_REFERENCE)
+    if cfg.visual_coef:
+        for c in cols:
+            ref = visual_reference(c, tuple(cfg.shades))
+            out['collections'][c]['visual'] = dict(mean=ref['mean'], sd=ref['sd'], r2_on_traits=ref['r2_traits'], reference_tokens=ref['n'],
+                                                   shaded=bool(cfg.shades) and c != 'punks')
     return out
 
 # %% ../../nbs/03_data.synthetic.ipynb #cb98a40b
@@ -461,14 +548,16 @@ def _write_truth(tmp:Path, cols:dict, truth:dict, samples:pd.DataFrame):
     for c, d in cols.items():
         s = d['sales']
         rows.append(pd.DataFrame(dict(sample_id=d['samples'].sample_id, collection=c, regime=np.asarray(REGIMES)[s.regime],
-                                      level=s.level, premium=s.premium, regime_bonus=s.regime_bonus, noise=s.noise)))
+                                      level=s.level, premium=s.premium, regime_bonus=s.regime_bonus, noise=s.noise,
+                                      **{k: s[k] for k in ('visual', 'visual_term', 'visual_term_traits') if k in s})))
         m = d['market'].copy(); m['hour_start'] = m.hour_start.dt.strftime('%Y-%m-%dT%H:%M:%SZ')
         m.to_csv(g/'market'/f'{c}.csv', index=False, float_format='%.8g')
         tk = d['tokens']
         if 'owner' in tk:
             a = tk['art']
             np.savez_compressed(g/'masks'/f'{c}.npz', owner=tk['owner'], traits=tk['traits'].astype(np.int16), token_ids=tk['ids'],
-                                trait_names=np.array(a.trait_names), trait_layer=a.trait_layer, layer_names=np.array(a.layer_names))
+                                trait_names=np.array(a.trait_names), trait_layer=a.trait_layer, layer_names=np.array(a.layer_names),
+                                **({'shade': tk['shade']} if 'shade' in tk else {}))
     pd.concat(rows).to_csv(g/'sales.csv', index=False, float_format='%.8g')
 
 # %% ../../nbs/03_data.synthetic.ipynb #5cb1dd1d
@@ -507,7 +596,7 @@ def hancross_generate(name:str='nft_market',  # dataset name
                       out:str=None,           # output directory (default: data/<name>)
                       scale:str='default',    # tiny, default or paper
                       seed:int=0,             # random seed
-                      scenario:str='default', # default, sparse, boom or sparse_boom (`SCENARIOS`)
+                      scenario:str='default', # default, sparse, boom, sparse_boom or visual (`SCENARIOS`)
                      ):
     "Write the embedded NFT market: real CryptoPunks + procedural collections, simulated prices"
     t = time.time()
@@ -515,3 +604,6 @@ def hancross_generate(name:str='nft_market',  # dataset name
     m = json.loads((p/'metadata.json').read_text())
     print(f"{p}: {m['n_samples']:,} samples in {time.time() - t:.1f}s; best R2 "
           + ', '.join(f"{k} {v:.3f}" for k, v in m['best_r2'].items()))
+    t = json.loads((p/'ground_truth'/'truth.json').read_text())
+    if t['visual']['coefficient']: print(f"  {t['visual']['property']} is priced: traits-only ceiling "
+                                         + ', '.join(f"{k} {v:.3f}" for k, v in t['best_r2_traits'].items()))

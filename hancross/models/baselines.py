@@ -11,7 +11,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DataSpec
 from .visual import conv_bn
 from .temporal import TemporalConfig, TemporalEncoder
-from .fusion import CrossModalModel, StochasticBottleneck, kl_divergence
+from .fusion import CrossModalModel, MetaRead, StochasticBottleneck, kl_divergence
 from .xattn import CompletePersonalityModel
 
 # %% auto #0
@@ -40,6 +40,7 @@ class BaselineConfig:
     channels: tuple = (16, 32, 48)  # image CNN: one stride-2 stage per entry
     hidden:   int   = 32            # regression head's hidden width
     dropout:  float = 0.1           # dropout before the head
+    meta:     bool  = True          # read the meta features through `meta_proj` into what the head reads; False: no meta parameters, meta ignored
 
 @dataclass
 class ImageOnlyConfig(BaselineConfig):  name: str = 'image_only'
@@ -87,10 +88,15 @@ def _need_meta(meta, who):
 
 class ClosedForm(CrossModalModel):
     "A model fitted in closed form by `fit(dls)` (nothing to fit by default), never by an optimiser"
+    inputs = ()                   # besides meta: what a subclass reads of image, series, volatility
     def fit(self, dls): return self
+    def reads(self) -> dict:
+        "As `CrossModalModel.reads`; a closed-form model reads meta where its `meta_entry` says what it reads of it"
+        return {**super().reads(), 'meta': bool(self.meta_entry), 'meta_entry': self.meta_entry}
 
 class Naive(ClosedForm):
     "Last sale of the token if any, else the collection's recent median (both already in target units)"
+    meta_entry = 'its prediction: the last sale if any, else the recent median'
     def __init__(self, cfg:NaiveConfig=None, spec:DataSpec=None):
         super().__init__()
         self.cfg, self.spec = cfg or NaiveConfig(), spec or DataSpec()
@@ -115,6 +121,9 @@ class Hedonic(ClosedForm):
 
     @property
     def n_coef(self): return 1 + self.cfg.market_level + self.spec.n_meta - 3
+
+    @property
+    def meta_entry(self): return 'ridge on the trait indicators' + (' and the market level (recent median)' if self.cfg.market_level else '')
 
     def design(self, meta):
         "The regressors `(b, n_coef)`: intercept, market level, trait indicators"
@@ -187,39 +196,45 @@ class TwoTower(CrossModalModel):
 
 # %% ../../nbs/16_models.baselines.ipynb #356eec8e
 class ImageOnly(CrossModalModel):
-    "Image CNN and head; ignores the market"
+    "Image CNN and head; ignores the series and volatility (reads the meta where `meta`)"
+    inputs, meta_entry = ('image',), 'added to the image embedding the head reads'
     def __init__(self, cfg:BaselineConfig=None, spec:DataSpec=None):
         super().__init__()
         c, spec = cfg or ImageOnlyConfig(), spec or DataSpec()
         self.cfg, self.spec = c, spec
         self.enc, self.head = ImageCNN(spec.img_channels, c.channels, c.dim), mlp_head(c.dim, c.hidden, c.dropout)
+        self.meta_proj = MetaRead(spec.n_meta, c.dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         assert img is not None, "image_only needs img"
         v = self.enc(img)
-        return self.head(v).squeeze(-1), dict(visual=v)
+        return self.head(self.add_meta(v, meta)).squeeze(-1), dict(visual=v)
 
 class SeriesOnly(CrossModalModel):
-    "Dilated causal series encoder and head; ignores the image"
+    "Dilated causal series encoder and head; ignores the image (reads the meta where `meta`)"
+    inputs, meta_entry = ('series',), 'added to the series embedding the head reads'
     def __init__(self, cfg:BaselineConfig=None, spec:DataSpec=None):
         super().__init__()
         c, spec = cfg or SeriesOnlyConfig(), spec or DataSpec()
         self.cfg, self.spec = c, spec
         self.enc, self.head = SeriesTCN(spec.n_features, c.dim), mlp_head(c.dim, c.hidden, c.dropout)
+        self.meta_proj = MetaRead(spec.n_meta, c.dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         assert series is not None, "series_only needs series"
         t = self.enc(series)
-        return self.head(t).squeeze(-1), dict(temporal=t)
+        return self.head(self.add_meta(t, meta)).squeeze(-1), dict(temporal=t)
 
 class Concat(TwoTower):
     "Late fusion (tsai MultiInputNet style): concatenate the two embeddings, one head"
+    meta_entry = 'added to the concatenated embeddings the head reads'
     def __init__(self, cfg:BaselineConfig=None, spec:DataSpec=None):
         c, spec = cfg or ConcatConfig(), spec or DataSpec()
         super().__init__(ImageCNN(spec.img_channels, c.channels, c.dim), SeriesTCN(spec.n_features, c.dim), c.dim, c.dim)
         self.cfg, self.spec = c, spec
         self.head = mlp_head(2 * c.dim, c.hidden, c.dropout)
+        self.meta_proj = MetaRead(spec.n_meta, 2 * c.dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         v, t = self.embed(img, series)
-        return self.head(torch.cat([v, t], -1)).squeeze(-1), dict(visual=v, temporal=t)
+        return self.head(self.add_meta(torch.cat([v, t], -1), meta)).squeeze(-1), dict(visual=v, temporal=t)
 
 # %% ../../nbs/16_models.baselines.ipynb #54f233a6
 class LSTMLast(nn.Module):
@@ -295,20 +310,23 @@ def info_nce(a, b, temperature:float):
 
 class ClipStyle(TwoTower):
     "Two encoders aligned contrastively (CLIP), a regression head on both embeddings"
+    meta_entry = 'added to the concatenated embeddings the head reads'
     def __init__(self, cfg:ClipStyleConfig=None, spec:DataSpec=None):
         c, spec = cfg or ClipStyleConfig(), spec or DataSpec()
         super().__init__(ImageCNN(spec.img_channels, c.channels, c.dim), SeriesTCN(spec.n_features, c.dim), c.dim, c.dim)
         self.cfg, self.spec = c, spec
         self.head = mlp_head(2 * c.dim, c.hidden, c.dropout)
+        self.meta_proj = MetaRead(spec.n_meta, 2 * c.dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         v, t = self.embed(img, series)
-        pred = self.head(torch.cat([v, t], -1)).squeeze(-1)
+        pred = self.head(self.add_meta(torch.cat([v, t], -1), meta)).squeeze(-1)
         if img is None or series is None: return pred, dict(visual=v, temporal=t)
         con = info_nce(v, t, self.cfg.temperature)
         return pred, dict(contrastive=con, aux_loss=self.cfg.contrastive_weight * con, visual=v, temporal=t)
 
 class VanillaVAE(TwoTower):
     "A VAE over the concatenated embeddings; the head regresses on its latent"
+    meta_entry = 'added to the sampled VAE latent the head reads (not reconstructed)'
     def __init__(self, cfg:VanillaVAEConfig=None, spec:DataSpec=None):
         c, spec = cfg or VanillaVAEConfig(), spec or DataSpec()
         super().__init__(ImageCNN(spec.img_channels, c.channels, c.dim), SeriesTCN(spec.n_features, c.dim), c.dim, c.dim)
@@ -316,22 +334,27 @@ class VanillaVAE(TwoTower):
         self.vae = StochasticBottleneck(2 * c.dim, c.latent_dim)
         self.decoder = nn.Sequential(nn.Linear(c.latent_dim, c.hidden), nn.GELU(), nn.Linear(c.hidden, 2 * c.dim))
         self.head = mlp_head(c.latent_dim, c.hidden, c.dropout)
+        self.meta_proj = MetaRead(spec.n_meta, c.latent_dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         v, t = self.embed(img, series)
         x = torch.cat([v, t], -1)                                   # (b, 2*dim)
         z, mu, logvar = self.vae(x)
         recon = F.mse_loss(self.decoder(z), x.detach())
-        return self.head(z).squeeze(-1), dict(kl=kl_divergence(mu, logvar), recon=recon,
+        return self.head(self.add_meta(z, meta)).squeeze(-1), dict(kl=kl_divergence(mu, logvar), recon=recon,
                                               aux_loss=self.cfg.recon_weight * recon, z=z, visual=v, temporal=t)
 
 # %% ../../nbs/16_models.baselines.ipynb #affa6c78
 class XAttnCNN(TwoTower):
     "Reference 002's cross-attention model with the image CNN as static and the series encoder as dynamic extractor"
+    meta_entry = 'added to the fused vector the prediction head reads (after BatchNorm and dropout)'
     def __init__(self, cfg:XAttnCNNConfig=None, spec:DataSpec=None):
         c, spec = cfg or XAttnCNNConfig(), spec or DataSpec()
         super().__init__(ImageCNN(spec.img_channels, c.channels, c.dim), SeriesTCN(spec.n_features, c.dim), c.dim, c.dim)
         self.cfg, self.spec = c, spec
         self.xattn = CompletePersonalityModel(c.dim, c.dim, c.fusion_dim, c.num_heads, c.dropout_rate, hidden=c.hidden, n_out=1)
+        self.meta_proj = MetaRead(spec.n_meta, c.fusion_dim) if c.meta else None
     def forward_with_aux(self, img, series, vol=None, meta=None):
         v, t = self.embed(img, series)
-        return self.xattn(v, t).squeeze(-1), dict(visual=v, temporal=t)
+        x = self.xattn                                               # cross-attention, then BatchNorm and dropout, then the head
+        h = self.add_meta(x.fusion(x.cross_attention(v, t)), meta)   # (b, fusion_dim): what the head reads
+        return x.head(h).squeeze(-1), dict(visual=v, temporal=t)

@@ -13,7 +13,7 @@ from ..core import evaluating
 # %% auto #0
 __all__ = ['AttentionConfig', 'VolatilityCrossAttention', 'fused_attention', 'BaseFusionModule', 'VolatilityGate', 'FixedGate',
            'ConcatFusion', 'kl_divergence', 'StochasticBottleneck', 'MINE', 'AuxTap', 'CrossModalModel', 'capture_aux',
-           'total_aux_loss']
+           'total_aux_loss', 'MetaRead']
 
 # %% ../../nbs/12_models.fusion.ipynb #8024b635
 @dataclass
@@ -189,6 +189,9 @@ class AuxTap(nn.Module):
 
 class CrossModalModel(nn.Module):
     "Subclasses write `forward_with_aux(img, series, vol, meta) -> (pred, aux)`; `forward` returns `pred` `(b,)`"
+    inputs     = ('image', 'series')   # which of image, series, volatility the prediction depends on (a property where the config decides)
+    meta_entry = ''                    # where the meta read enters, in words (`reads`, `registry.inputs_table`)
+
     def __init__(self):
         super().__init__()
         self.aux_tap = AuxTap()
@@ -208,6 +211,16 @@ class CrossModalModel(nn.Module):
         with evaluating(self): pred, aux = self.forward_with_aux(img, series, vol, meta)
         return {'pred': pred, **aux}
 
+    def add_meta(self, h, meta):
+        "`h` `(b, d)` plus the meta read `meta_proj(meta)`; `h` itself where the model has no meta read or `meta` is None"
+        mp = getattr(self, 'meta_proj', None)
+        return h if mp is None or meta is None else h + mp(meta)
+
+    def reads(self) -> dict:
+        "What the prediction depends on: `image`, `series`, `volatility`, `meta` (bools) and `meta_entry` (how meta enters)"
+        meta = getattr(self, 'meta_proj', None) is not None
+        return dict({k: k in self.inputs for k in ('image', 'series', 'volatility')}, meta=meta, meta_entry=self.meta_entry if meta else '')
+
 # %% ../../nbs/12_models.fusion.ipynb #dcd8fe08
 @contextmanager
 def capture_aux(model:nn.Module):
@@ -223,3 +236,14 @@ def capture_aux(model:nn.Module):
 def total_aux_loss(aux:dict, *, beta:float=0.):
     "What a model's aux outputs add to the loss: `beta * kl + aux_loss` (0 when absent)"
     return beta * aux.get('kl', 0.) + aux.get('aux_loss', 0.)
+
+# %% ../../nbs/12_models.fusion.ipynb #a0b9cc1a
+class MetaRead(nn.Linear):
+    "Zero-initialised linear read of the meta features `(b, n_meta) -> (b, dim)`, added to a model's representation by `add_meta`"
+    def __init__(self, n_meta:int, dim:int):
+        super().__init__(n_meta, dim)          # nn.Linear's initialisation draws first: the RNG advances as for any Linear
+        nn.init.zeros_(self.weight); nn.init.zeros_(self.bias)
+
+    def _load_from_state_dict(self, sd, prefix, *args, **kw):
+        for k in ('weight', 'bias'): sd.setdefault(prefix + k, torch.zeros_like(getattr(self, k)))   # a checkpoint from before the meta read: a zero read, the old model exactly
+        super()._load_from_state_dict(sd, prefix, *args, **kw)

@@ -11,7 +11,7 @@ from ..core import DataSpec, evaluating, model_device
 from .visual import PyramidConfig, PyramidEncoder
 from .temporal import TemporalConfig, TemporalEncoder, MeanPoolEncoder
 from .fusion import (AttentionConfig, VolatilityCrossAttention, VolatilityGate, StochasticBottleneck,
-                                    kl_divergence, CrossModalModel, FixedGate, ConcatFusion)
+                                    kl_divergence, CrossModalModel, FixedGate, ConcatFusion, MetaRead)
 
 # %% auto #0
 __all__ = ['HANCrossConfig', 'HANCross', 'flops_per_sample', 'n_params']
@@ -31,7 +31,7 @@ class HANCrossConfig:
     cross_attention:     bool  = True                     # ablation switch; False: pooled features concatenated (no attention, no gate)
     temporal_encoder:    bool  = True                     # ablation switch; False: hours mean-pooled (no dilated convs)
     gating:              bool  = True                     # ablation switch; False: fixed 0.5 weights
-    meta:                bool  = True                     # also read the meta features (last sale, market level, traits) linearly into the fused summary; ablation switch
+    meta:                bool  = True                     # read the meta features (last sale, market level, traits) through `meta_proj` into the fused summary; ablation switch
 
     def pyramid(self, in_channels:int=3) -> PyramidConfig:
         "The visual encoder's config (one level when `multi_scale` is off)"
@@ -49,6 +49,7 @@ class HANCrossConfig:
 # %% ../../nbs/13_models.hancross.ipynb #d1022591
 class HANCross(CrossModalModel):
     "Hierarchical attention network for images and time series; `forward(img, series, vol, meta) -> (b,)`"
+    meta_entry = 'added to the fused summary the stochastic bottleneck and linear head read'
     def __init__(self, cfg:HANCrossConfig=None, spec:DataSpec=None, *,
                  visual=PyramidEncoder,    # a `BaseVisualEncoder` subclass
                  fusion=VolatilityGate):   # a `BaseFusionModule` subclass
@@ -65,8 +66,7 @@ class HANCross(CrossModalModel):
         for p in (self.missing_img, self.missing_series): nn.init.trunc_normal_(p, std=0.02)
         self.bottleneck = StochasticBottleneck(d, cfg.latent_dim)
         self.head = nn.Linear(cfg.latent_dim, 1)
-        self.meta_proj = nn.Linear(spec.n_meta, d) if cfg.meta else None   # zero at first: training starts from the two-modality model
-        if self.meta_proj is not None: nn.init.zeros_(self.meta_proj.weight); nn.init.zeros_(self.meta_proj.bias)
+        self.meta_proj = MetaRead(spec.n_meta, d) if cfg.meta else None   # zero at first: training starts from the two-modality model
 
     def forward_with_aux(self, img, series, vol=None, meta=None):
         assert img is not None or series is not None, "HANCross needs at least one of img, series"
@@ -77,13 +77,19 @@ class HANCross(CrossModalModel):
         else: ctx, attn = tokens, None                             # ablation: the pooled tokens, no attention
         h_v, h_t = ctx.mean(1), h[:, -1]                           # (b, d) each
         fused, w = self.fusion(h_v, h_t, vol, present=(img is not None, series is not None))
-        if self.meta_proj is not None and meta is not None: fused = fused + self.meta_proj(meta)   # (b, d)
+        fused = self.add_meta(fused, meta)                         # (b, d): + meta_proj(meta)
         z, mu, logvar = self.bottleneck(fused)                     # (b, latent)
         pred = self.head(z).squeeze(-1)                            # (b,)
         aux = dict(kl=kl_divergence(mu, logvar), gate=w[:, 0], weights=w, visual=h_v, temporal=h_t, z=z, mu=mu, logvar=logvar)
         return pred, (aux if attn is None else {**aux, 'attn': attn})
 
     FUSION_MODULES = ('fusion', 'meta_proj', 'bottleneck', 'head') # what `fusion_only` adaptation trains
+
+    @property
+    def inputs(self):
+        "Image and series; volatility where it sets the attention temperature (and the gate)"
+        vol = self.cfg.attention.volatility_adaptation and self.cfg.cross_attention
+        return ('image', 'series') + (('volatility',) if vol else ())
 
     def param_groups(self) -> dict:
         "Parameter names by component: `visual`, `temporal`, `attention`, `fusion` (gate, meta read, bottleneck, head)"

@@ -9,7 +9,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import DataSpec
 from .visual import conv_bn
 from .temporal import TemporalConfig, TemporalEncoder
-from .fusion import AttentionConfig, VolatilityCrossAttention, CrossModalModel
+from .fusion import AttentionConfig, VolatilityCrossAttention, CrossModalModel, MetaRead
 
 # %% auto #0
 __all__ = ['HiViFANConfig', 'TokenPyramid', 'GraphAttention', 'HiViFAN']
@@ -30,6 +30,7 @@ class HiViFANConfig:
     volatility_adaptation: bool  = True                   # volatility sets the co-attention temperature
     adaptation_strength:   float = 0.2                    # temperature in [1-s, 1+s]
     dropout:               float = 0.1                    # before the head
+    meta:                  bool  = True                   # read the meta features through `meta_proj` into the fused vector the head reads (not in the reference)
 
     @classmethod
     def cpu(cls):
@@ -81,6 +82,7 @@ class GraphAttention(nn.Module):
 # %% ../../nbs/14_models.hivifan.ipynb #daf63943
 class HiViFAN(CrossModalModel):
     "Hierarchical visual-financial attention network: `forward(img, series, vol, meta) -> (b,)`"
+    meta_entry = "added to the fused vector the linear head reads (after fuse's MLP and dropout)"
     def __init__(self, cfg:HiViFANConfig=None, spec:DataSpec=None):
         super().__init__()
         cfg, spec = cfg or HiViFANConfig(), spec or DataSpec()
@@ -93,6 +95,10 @@ class HiViFAN(CrossModalModel):
         self.missing_img, self.missing_series = nn.Parameter(torch.randn(1, 1, f) * 0.02), nn.Parameter(torch.randn(1, 1, f) * 0.02)
         self.fuse = nn.Sequential(nn.Linear(2 * f, f), nn.GELU(), nn.Dropout(cfg.dropout))
         self.head = nn.Linear(f, 1)
+        self.meta_proj = MetaRead(spec.n_meta, f) if cfg.meta else None   # last: the other parameters draw as without it
+
+    @property
+    def inputs(self): return ('image', 'series') + (('volatility',) if self.cfg.volatility_adaptation else ())
 
     def forward_with_aux(self, img, series, vol=None, meta=None):
         assert img is not None or series is not None, "HiViFAN needs at least one of img, series"
@@ -101,6 +107,6 @@ class HiViFAN(CrossModalModel):
         m = self.m_proj(self.graph(self.market(series))) if series is not None else self.missing_series.expand(b, -1, -1)  # (b, t, f)
         v_ctx, attn_m2v = self.m2v(m[:, -1:], v, vol)            # the latest hour reads the image: (b, 1, f)
         m_ctx, attn_v2m = self.v2m(v.mean(1, keepdim=True), m, vol)  # the image reads the market: (b, 1, f)
-        h = self.fuse(torch.cat([v_ctx, m_ctx], -1).squeeze(1))
+        h = self.add_meta(self.fuse(torch.cat([v_ctx, m_ctx], -1).squeeze(1)), meta)   # (b, f)
         return self.head(h).squeeze(-1), dict(visual=v_ctx.squeeze(1), temporal=m_ctx.squeeze(1), attn_market_to_visual=attn_m2v,
                                               attn_visual_to_market=attn_v2m)

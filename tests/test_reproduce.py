@@ -18,9 +18,16 @@ def setup(tmp_path_factory):
 def reproduce(setup, *extra):
     root, data, env = setup
     t = time.time()
-    r = subprocess.run([str(BIN/'hancross-reproduce'), '--profile', 'smoke', '--data_dir', str(data), '--only', '01_main', '02_sig', *extra],
+    r = subprocess.run([str(BIN/'hancross-reproduce'), '--profile', 'smoke', '--data_dir', str(data), '--only', '00_tuning', '01_main', '02_sig', *extra],
                        capture_output=True, text=True, env=env)
     return r, time.time() - t
+
+def test_no_model_is_reported_without_its_tuning_record(setup, tmp_path):
+    "In a tuned profile a notebook that trains a model fails, naming the missing record, unless 00_tuning made it"
+    root, data, env = setup
+    r = subprocess.run([str(BIN/'hancross-reproduce'), '--profile', 'smoke', '--data_dir', str(data), '--only', '02_sig'],
+                       capture_output=True, text=True, env={**env, 'HANCROSS_OUTPUT_ROOT': str(tmp_path/'out')})
+    assert r.returncode == 1 and "no tuning record" in r.stderr and "tune it first" in r.stderr, r.stderr[-1500:]
 
 def test_reproduce_manifest_resume_force(setup):
     root, data, env = setup
@@ -28,7 +35,8 @@ def test_reproduce_manifest_resume_force(setup):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = root/'out'/'results'/'smoke-tiny'
     m = json.loads((res/'manifest.json').read_text())
-    assert set(m['notebooks']) == {'01_main_results', '02_significance'}
+    assert set(m['notebooks']) == {'00_tuning', '01_main_results', '02_significance'}
+    assert {p.name for p in (res/'tuning').iterdir()} >= {'hancross', 'hedonic', 'lightgbm'}   # the records the others trained from
     listed = {f for e in m['notebooks'].values() for f in e['outputs']}
     for e in m['notebooks'].values():
         assert e['status'] == 'ok' and e['git_commit'] and e['seeds'] == [0, 1] and e['wall_seconds'] > 0
@@ -41,7 +49,7 @@ def test_reproduce_manifest_resume_force(setup):
     assert (root/'out'/'runs'/'smoke-tiny'/'01_main_results.ipynb').is_file()
     tables = {f: h for f, h in json.loads((res/'manifest.json').read_text())['notebooks']['01_main_results']['outputs'].items() if f.endswith('.csv')}
     r2, dt = reproduce(setup)                                   # nothing changed: everything skipped
-    assert r2.returncode == 0 and r2.stdout.count('skipped') == 2, r2.stdout[-1000:]
+    assert r2.returncode == 0 and r2.stdout.count('skipped') == 3, r2.stdout[-1000:]
     assert dt < 60, f"a run with nothing to do took {dt:.0f} s"
     r3, _ = reproduce(setup, '--force')                         # same seed: identical tables
     assert r3.returncode == 0

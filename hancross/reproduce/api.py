@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses, tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from IPython import get_ipython
+from IPython.display import Image, display
 import numpy as np, pandas as pd
 from ..analysis.stats import write_table
 from ..data.dataset import MarketData
@@ -26,11 +28,14 @@ def save_table(df:pd.DataFrame, name:str, out_dir, caption:str='') -> list:
     return [paths['csv'], paths['tex'], paths['md']]
 
 # %% ../../nbs/61_reproduce.api.ipynb #e7574c4f
-def save_figure(fig, name:str, fig_dir, dpi:int=150) -> list:
+def save_figure(fig, name:str, fig_dir, dpi:int=150,
+                show:bool=True,  # also show the PNG inline when running in a notebook (the executed copy shows what was written)
+               ) -> list:
     "Write `fig` as `name`.png and .pdf under `fig_dir` (no timestamps, so re-runs are byte-identical)"
     o = Path(fig_dir); o.mkdir(parents=True, exist_ok=True)
     fig.savefig(o/f'{name}.png', dpi=dpi, bbox_inches='tight', metadata={'Software': None})
     fig.savefig(o/f'{name}.pdf', bbox_inches='tight', metadata={'CreationDate': None, 'ModDate': None, 'Producer': None, 'Creator': None})
+    if show and get_ipython() is not None: display(Image(filename=str(o/f'{name}.png')))   # the notebooks draw on Agg: no figure shows by itself
     return [o/f'{name}.png', o/f'{name}.pdf']
 
 # %% ../../nbs/61_reproduce.api.ipynb #211d612e

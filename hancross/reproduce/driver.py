@@ -4,7 +4,8 @@
 
 # %% ../../nbs/62_reproduce.driver.ipynb #bf4aa898
 from __future__ import annotations
-import hashlib, io, json, os, platform, re, subprocess, sys, time
+import hashlib, io, json, os, platform, re, site, subprocess, sys, sysconfig, tempfile, time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 import nbformat, numpy as np, pandas as pd, papermill as pm
@@ -19,9 +20,9 @@ from ..train.core import write_file_atomic
 from .profiles import Profile, PROFILES, get_profile, file_hash, dataset_key, code_hash, cache_root, file_lock
 
 # %% auto #0
-__all__ = ['git_commit', 'versions', 'run_notebook', 'paper_notebooks', 'output_dirs', 'ensure_data', 'notebook_key',
-           'tuning_key', 'committed_outputs', 'moved_numbers', 'compare_outputs', 'reproduction_summary', 'reproduce',
-           'write_report', 'hancross_reproduce']
+__all__ = ['KERNEL_WARNINGS', 'git_commit', 'versions', 'run_notebook', 'relative_paths', 'paper_notebooks', 'output_dirs',
+           'ensure_data', 'notebook_key', 'tuning_key', 'committed_outputs', 'moved_numbers', 'compare_outputs',
+           'reproduction_summary', 'reproduce', 'write_report', 'hancross_reproduce']
 
 # %% ../../nbs/62_reproduce.driver.ipynb #0a140c9f
 def git_commit() -> str:
@@ -59,8 +60,10 @@ def run_notebook(nb:Path, params:dict, out_nb:Path, watch:list, key:str) -> dict
     entry = {'notebook': str(nb.relative_to(PROJECT_ROOT)) if nb.is_relative_to(PROJECT_ROOT) else str(nb),
              'executed': str(out_nb), 'parameters': params, 'key': key, 'status': 'ok'}
     out_nb.parent.mkdir(parents=True, exist_ok=True)
-    try: pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3', language='python',   # nbdev_clean strips the kernelspec
-                             cwd=str(nb.parent), progress_bar=False)
+    try:
+        with _kernel_env(PYTHONWARNINGS=KERNEL_WARNINGS):
+            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3', language='python',   # nbdev_clean strips the kernelspec
+                                cwd=str(nb.parent), progress_bar=False)
     except PapermillExecutionError as e:
         entry.update(status='failed', failed_cell=_source_cell(out_nb, e.cell_index), failed_source=(e.source or '').strip().splitlines()[:1],
                      error=f"{e.ename}: {str(e.evalue)[:300]}")
@@ -70,6 +73,36 @@ def run_notebook(nb:Path, params:dict, out_nb:Path, watch:list, key:str) -> dict
     after = _snapshot(watch)
     entry['outputs'] = {f: file_hash(f) for f in sorted(after) if before.get(f) != after[f]}
     return entry
+
+# %% ../../nbs/62_reproduce.driver.ipynb #f2baba7d
+KERNEL_WARNINGS = "ignore:`torch.jit.script` is deprecated:FutureWarning"   # fastai 2.8.7 calls it on import; nothing a reader can act on
+
+@contextmanager
+def _kernel_env(**env):
+    "Environment variables for the kernels started inside the block (papermill's kernel inherits this process's)"
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+def _library_dirs() -> list:
+    "Where installed packages live (site-packages of this interpreter and of the user)"
+    dirs = {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib'], *site.getsitepackages(), site.getusersitepackages()}
+    return sorted(dirs, key=len, reverse=True)
+
+def relative_paths(executed, root, cache) -> int:
+    "Rewrite the machine paths in executed notebook `executed`: the model cache as `$HANCROSS_CACHE`, library files as `<site-packages>`, the kernel's temporary cell files as `<ipykernel>`, the project `root` away (paths relative to it); returns how many were replaced"
+    f = Path(executed); text = f.read_text()
+    subs = [(str(Path(cache)), '$HANCROSS_CACHE')] + [(d, '<site-packages>') for d in _library_dirs()] + [(str(Path(root)) + '/', '')]
+    n = 0
+    for old, new in subs:
+        n += text.count(old); text = text.replace(old, new)
+    text, k = re.subn(re.escape(tempfile.gettempdir()) + r'/ipykernel_\d+/\d+\.py', '<ipykernel>', text)
+    if n + k: write_file_atomic(f, lambda t: Path(t).write_text(text))
+    return n + k
 
 # %% ../../nbs/62_reproduce.driver.ipynb #1876a3d2
 def paper_notebooks(only=None) -> list:
@@ -216,6 +249,7 @@ def _run_all(prof:Profile, data:Path, dirs:dict, nbs:list, force:bool, cache_dir
             old['skipped'] = True; continue
         pb.comment = label; manifest['last_run'].append(label)
         entry = run_notebook(nb, params, dirs['runs']/nb.name, [dirs['figures'], dirs['results']], key)
+        if Path(entry['executed']).is_file(): relative_paths(entry['executed'], root, cache)
         entry['outputs'] = {rel(f): h for f, h in entry['outputs'].items()}; entry['executed'] = rel(entry['executed'])
         entry['parameters'] = {k: (rel(v) if isinstance(v, str) and v.startswith(str(root)) else v) for k, v in entry['parameters'].items()}
         entry.update(seeds=list(params['seeds']), git_commit=common['git_commit'], skipped=False, **({'reduced': why} if why else {}))

@@ -197,13 +197,22 @@ def param_efficiency(configs:dict,        # variant -> `VideoModelConfig`
     agg = per_seed.groupby(level='variant', sort=False).agg(['mean', 'std']).fillna(0).add_prefix(f'{col}_')
     return param_table(configs).join(agg)
 
-def param_efficiency_view(df:pd.DataFrame, col:str='accuracy', x:str='trainable') -> Figure:
-    "Score against parameters (log scale), one labelled point per variant with its std over seeds"
-    fig = Figure(figsize=(6.5, 4), layout='constrained'); ax = fig.subplots()
-    ax.errorbar(df[x], df[f'{col}_mean'], yerr=df[f'{col}_std'], fmt='o', capsize=3)
-    for name, r in df.iterrows(): ax.annotate(name, (r[x], r[f'{col}_mean']), fontsize=6, xytext=(4, 3), textcoords='offset points')
-    ax.set_xscale('log'); ax.set_xlabel(f'{x} parameters'); ax.set_ylabel(f'mean {col} over traits')
-    ax.set_title('Parameter efficiency of the variants', fontsize=9)
+def param_efficiency_view(df:pd.DataFrame,
+                          col='accuracy',     # the score, or several (one panel each, side by side)
+                          x:str='trainable',
+                          refs:dict=None,     # label -> {col: score} drawn as dashed lines inside the axis (e.g. a constant's score, the ceiling)
+                         ) -> Figure:
+    "Score against parameters (log scale), one labelled point per variant with its std over seeds, beside the reference scores"
+    cols = [col] if isinstance(col, str) else list(col)
+    fig = Figure(figsize=(6.5 * len(cols), 4), layout='constrained'); axs = fig.subplots(1, len(cols), squeeze=False)[0]
+    for ax, c in zip(axs, cols):
+        ax.errorbar(df[x], df[f'{c}_mean'], yerr=df[f'{c}_std'], fmt='o', capsize=3)
+        for name, r in df.iterrows(): ax.annotate(name, (r[x], r[f'{c}_mean']), fontsize=6, xytext=(4, 3), textcoords='offset points')
+        for k, (label, v) in enumerate((refs or {}).items()):
+            if c in v: ax.axhline(v[c], color=f'C{k + 1}', ls='--', lw=1, label=f'{label} ({v[c]:.3f})')
+        if refs: ax.legend(fontsize=7, loc='best')
+        ax.set_xscale('log'); ax.set_xlabel(f'{x} parameters'); ax.set_ylabel(f'mean {"R2" if c == "r2" else c} over traits')
+    fig.suptitle('Parameter efficiency of the variants', fontsize=9)
     return fig
 
 # %% ../../nbs/38_analysis.video_views.ipynb #bc53ef21

@@ -95,12 +95,14 @@ def price_surface(vol, rarity, price, *, bins:int=8, min_count:int=5) -> dict:
     with np.errstate(invalid='ignore', divide='ignore'): mean = np.where(cnt >= min_count, tot / cnt, np.nan)
     return dict(mean=mean, count=cnt, v_edges=ve, r_edges=re_)
 
-def price_surface_view(s:dict, *, title:str='Price surface: log price (minus collection mean) by volatility and rarity') -> Figure:
-    "`pcolormesh` of a `price_surface` result"
-    fig = Figure(figsize=(5.5, 4.2)); ax = fig.subplots()
+def price_surface_view(s:dict, *, title:str='Price surface by volatility and rarity',
+                       label:str='mean log price minus collection mean',   # what the colours are: say what `price_surface` was given
+                      ) -> Figure:
+    "`pcolormesh` of a `price_surface` result, its colourbar naming the value shown"
+    fig = Figure(figsize=(5.5, 4.4), layout='constrained'); ax = fig.subplots()
     pm = ax.pcolormesh(s['r_edges'], s['v_edges'], np.ma.masked_invalid(s['mean']), cmap='coolwarm', shading='flat')
     ax.set_xlabel('trait rarity (sum of -log frequency)'); ax.set_ylabel('window volatility (std of hourly log-price changes)')
-    fig.colorbar(pm, ax=ax, label='mean log price'); ax.set_title(title, fontsize=9)
+    fig.colorbar(pm, ax=ax, label=label); ax.set_title(title, fontsize=8, wrap=True)
     return fig
 
 # %% ../../nbs/36_analysis.views.ipynb #d255f774

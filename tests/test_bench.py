@@ -6,7 +6,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
 def test_bench_quick(tmp_path):
-    r = subprocess.run([str(BIN/'hancross-bench'), '--quick', '--out_dir', str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=600)
+    r = subprocess.run([str(BIN/'hancross-bench'), '--quick', '--out', str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'bench.json').read_text())
     from hancross.models.registry import list_models
@@ -18,5 +18,5 @@ def test_bench_quick(tmp_path):
     assert '## Models' in md and '## Scaling' in md and '## Targets' in md
 
 def test_bench_bad_model(tmp_path):
-    r = subprocess.run([str(BIN/'hancross-bench'), '--models', 'hancros', '--out_dir', str(tmp_path)], capture_output=True, text=True, env=ENV)
+    r = subprocess.run([str(BIN/'hancross-bench'), '--models', 'hancros', '--out', str(tmp_path)], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown model 'hancros'" in r.stderr

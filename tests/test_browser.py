@@ -19,11 +19,11 @@ from pathlib import Path
 from hancross.core import seed_everything
 from hancross.data.dataset import hancross_dls
 from hancross.testing import tiny_dataset
-from hancross.models.hancross import HANCross, HANCrossConfig
-from hancross.inspect.attention import inspect_attention
+from hancross.models.hancross import HANCross
+from hancross.inspect.attention import inspect_attention, inspector_config
 dls = hancross_dls(tiny_dataset(Path('tiny'), n_sales=120), bs=16)
 seed_everything(0)
-w = inspect_attention(HANCross(HANCrossConfig.cpu(), dls.spec), dls, dpi=60)
+w = inspect_attention(HANCross(inspector_config(), dls.spec), dls, dpi=60)
 w"""
 
 def _need_browser():
@@ -144,8 +144,13 @@ def _run_all(page, url:str):
     img.wait_for(state='visible')
     return img, _next_render(page, img, '', timeout=TIMEOUT_S)
 
-def _select(page, label:str, index:int):
-    page.locator('.widget-dropdown', has=page.locator('label', has_text=label)).locator('select').select_option(index=index)
+def _dropdown(page, label:str): return page.locator('.widget-dropdown', has=page.locator('label', has_text=label)).locator('select')
+
+def _select(page, label:str, index:int): _dropdown(page, label).select_option(index=index)
+
+def _selected_text(page, label:str) -> str:
+    "The chosen option's label (ipywidgets renders its spaces as non-breaking ones)"
+    return _dropdown(page, label).evaluate("e => e.options[e.selectedIndex].text").replace('\xa0', ' ')
 
 def test_inspector_in_jupyterlab(lab, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -155,8 +160,10 @@ def test_inspector_in_jupyterlab(lab, tmp_path):
             img, src0 = _run_all(page, f'{lab}/lab/tree/inspector.ipynb')
             shots = [ARTIFACTS/'1_initial.png', ARTIFACTS/'2_level.png', ARTIFACTS/'3_head.png']
             img.screenshot(path=str(shots[0]))
+            levels = [_selected_text(page, 'level')]
             _select(page, 'level', 2)
             src1 = _next_render(page, img, src0); img.screenshot(path=str(shots[1]))
+            levels.append(_selected_text(page, 'level'))
             _select(page, 'head', 1)
             _next_render(page, img, src1); img.screenshot(path=str(shots[2]))
             page.screenshot(path=str(ARTIFACTS/'page.png'), full_page=True)
@@ -165,6 +172,7 @@ def test_inspector_in_jupyterlab(lab, tmp_path):
             raise
     a, b, c = (f.read_bytes() for f in shots)
     assert a != b, "changing the pyramid level did not change the rendered view"
+    assert levels == ['0: 8x8 tokens', '2: 2x2 tokens'], f"the level control should move between grids of different resolution: {levels}"
     assert b != c, "changing the attention head did not change the rendered view"
     assert not outside, f"the page tried to reach beyond loopback: {outside[:3]}"
     (ARTIFACTS/'duration.txt').write_text(f"{time.time() - t0:.1f} s in the browser\n")

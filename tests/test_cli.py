@@ -11,10 +11,10 @@ def run(*args):
 
 def test_validate_ok_and_bad(tmp_path):
     d = tiny_dataset(tmp_path/'tiny')
-    r = run('hancross-validate', d)
+    r = run('hancross-validate', '--data_dir', d)
     assert r.returncode == 0 and 'valid' in r.stdout, r.stderr
     (d/'splits'/'val.json').write_text(json.dumps(json.loads((d/'splits'/'val.json').read_text()) + ['nobody']))
-    r = run('hancross-validate', d)
+    r = run('hancross-validate', '--data_dir', d)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().splitlines() == ["error: " + str(d/'splits'/'val.json') + ": id 'nobody' is not in samples.csv"]
 

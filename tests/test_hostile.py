@@ -33,20 +33,20 @@ def data(tmp_path_factory): return tiny_dataset(tmp_path_factory.mktemp('hostile
                                        (['--epochs', '0'], '--epochs must be at least 1')])
 def test_train_refuses_bad_hyperparameters(data, tmp_path, flags, msg):
     refused(['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', data, '--experiment_name', 'x',
-             '--out_dir', tmp_path/'exp', *flags], msg, data, tmp_path)
+             '--out', tmp_path/'exp', *flags], msg, data, tmp_path)
     assert not (tmp_path/'exp').exists()                       # nothing left that a corrected rerun would refuse
 
 @pytest.mark.parametrize('yaml,msg', [("training:\n  batch_size: 0\n", 'training.batch_size must be at least 1'),
                                       ("model:\n  name: hancross\n  attention: {num_heads: 0}\n", 'num_heads and head_dim must be at least 1')])
 def test_train_refuses_bad_config_values(data, tmp_path, yaml, msg):
     (tmp_path/'c.yaml').write_text(yaml)
-    refused(['hancross-train', '--config', tmp_path/'c.yaml', '--data_dir', data, '--out_dir', tmp_path/'exp'], msg, data)
+    refused(['hancross-train', '--config', tmp_path/'c.yaml', '--data_dir', data, '--out', tmp_path/'exp'], msg, data)
     assert not (tmp_path/'exp').exists()
 
 def test_zero_sample_dataset_is_invalid(data, tmp_path):
     d = tmp_path/'zero'; shutil.copytree(data, d)
     (d/'samples.csv').write_text((d/'samples.csv').read_text().splitlines()[0] + '\n')
-    refused(['hancross-validate', d], 'no samples', d)
+    refused(['hancross-validate', '--data_dir', d], 'no samples', d)
 
 class _Payload:
     def __init__(self, marker): self.marker = marker
@@ -55,9 +55,9 @@ class _Payload:
 def test_a_checkpoint_that_runs_code_is_refused_and_never_runs(data, tmp_path):
     ck = tmp_path/'evil.pth'
     torch.save({'format': 'hancross-checkpoint/1', 'model_name': 'hancross', 'x': _Payload(tmp_path/'pwned')}, ck)
-    for cmd in (['hancross-infer', '--model_path', ck, '--data_dir', data],
-                ['hancross-evaluate', '--model_path', ck, '--data_dir', data, '--output_dir', tmp_path/'out'],
-                ['hancross-export', '--model_path', ck, '--output_path', tmp_path/'m.onnx']):
+    for cmd in (['hancross-infer', '--checkpoint', ck, '--data_dir', data],
+                ['hancross-evaluate', '--checkpoint', ck, '--data_dir', data, '--out', tmp_path/'out'],
+                ['hancross-export', '--checkpoint', ck, '--out', tmp_path/'m.onnx']):
         refused(cmd, 'refused: it holds objects that need code to load', data)
         assert not (tmp_path/'pwned').exists(), cmd
     assert not (tmp_path/'out').exists() and not (tmp_path/'m.onnx').exists()
@@ -65,7 +65,7 @@ def test_a_checkpoint_that_runs_code_is_refused_and_never_runs(data, tmp_path):
 def test_a_folder_that_is_not_a_dataset(data, tmp_path):
     d = tmp_path/'notds'; shutil.copytree(data, d)
     m = json.loads((d/'metadata.json').read_text()); del m['window']; (d/'metadata.json').write_text(json.dumps(m))
-    refused(['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', d, '--out_dir', tmp_path/'exp'],
+    refused(['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', d, '--out', tmp_path/'exp'],
             'missing window', d)
 
 # --- importers: real-world histories that used to import as garbage with exit 0 ----------------------------------
@@ -93,7 +93,7 @@ def _set(col, i, v):
 ])
 def test_importer_refuses_garbage_times_and_prices(tmp_path, edit, msg):
     src = raw_collection(tmp_path, edit)
-    refused(['hancross-import-collection', src, tmp_path/'out', '--window', '24'], msg, src)
+    refused(['hancross-import-collection', '--src', src, '--out', tmp_path/'out', '--window', '24'], msg, src)
     assert not (tmp_path/'out').exists()
 
 def test_importer_drops_repeated_rows_and_states_which_events_are_sales(tmp_path):
@@ -103,7 +103,7 @@ def test_importer_drops_repeated_rows_and_states_which_events_are_sales(tmp_path
         return df
     src = raw_collection(tmp_path, edit)
     n = len(pd.read_csv(src/'transactions.csv'))
-    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
+    r = subprocess.run([str(BIN/'hancross-import-collection'), '--src', str(src), '--out', str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     line = r.stdout.strip().splitlines()[-1]
     prov = json.loads((tmp_path/'out'/'metadata.json').read_text())['provenance']['collections']['tiny_apes']
@@ -114,7 +114,7 @@ def test_importer_keeps_16_bit_greys(tmp_path):
     src = raw_collection(tmp_path)
     g = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
     Image.fromarray(g).save(src/'images'/'0002.png')
-    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
+    r = subprocess.run([str(BIN/'hancross-import-collection'), '--src', str(src), '--out', str(tmp_path/'out'), '--window', '24'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     im = np.asarray(Image.open(tmp_path/'out'/'visual'/'tiny_apes'/'2.png'))
     assert im[..., 0].min() == 0 and 100 < im[..., 0].mean() < 160, im[..., 0]               # tones kept, not turned white
@@ -122,48 +122,48 @@ def test_importer_keeps_16_bit_greys(tmp_path):
 def test_infer_refuses_daily_bars(data, tmp_path):
     ck = tmp_path/'exp'
     r = subprocess.run([str(BIN/'hancross-train'), '--config', str(ROOT/'configs'/'hancross_cpu.yaml'), '--data_dir', str(data),
-                        '--out_dir', str(ck), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
+                        '--out', str(ck), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     bars = pd.read_csv(data/'temporal'/'alpha.csv').tail(60).copy()
     bars['time'] = pd.date_range('2021-01-01', periods=len(bars), freq='D', tz='UTC').strftime('%Y-%m-%dT%H:%M:%SZ')
     bars.to_csv(tmp_path/'daily.csv', index=False)
     img = next((data/'visual').rglob('*.png'))
-    refused(['hancross-infer', '--model_path', ck/'h'/'best_model.pth', '--visual_input', img, '--temporal_input', tmp_path/'daily.csv'],
+    refused(['hancross-infer', '--checkpoint', ck/'h'/'best_model.pth', '--visual_input', img, '--temporal_input', tmp_path/'daily.csv'],
             'the model reads consecutive hourly bars', data)
 
 def test_importer_never_empties_a_folder_that_only_looks_like_a_dataset(tmp_path):
     src = raw_collection(tmp_path)
     mine = tmp_path/'mine'; mine.mkdir()
     for f in ('metadata.json', 'samples.csv', 'chapter1.tex'): (mine/f).write_text('my work')
-    refused(['hancross-import-collection', src, mine, '--window', '24'], 'holds files a dataset does not (chapter1.tex)', mine, src)
+    refused(['hancross-import-collection', '--src', src, '--out', mine, '--window', '24'], 'holds files a dataset does not (chapter1.tex)', mine, src)
 
 def test_importer_refuses_to_replace_its_own_input(tmp_path):
     src = raw_collection(tmp_path)
     out = tmp_path/'out'
-    r = subprocess.run([str(BIN/'hancross-import-collection'), str(src), str(out), '--window', '24'], capture_output=True, text=True, env=ENV)
+    r = subprocess.run([str(BIN/'hancross-import-collection'), '--src', str(src), '--out', str(out), '--window', '24'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     inside = out/'raw'; shutil.copytree(src, inside)          # the raw files kept inside the dataset folder
-    refused(['hancross-import-collection', inside, out, '--window', '24'], 'overlap', out)
-    refused(['hancross-import-collection', src, src/'ds', '--window', '24'], 'overlap', src)
+    refused(['hancross-import-collection', '--src', inside, '--out', out, '--window', '24'], 'overlap', out)
+    refused(['hancross-import-collection', '--src', src, '--out', src/'ds', '--window', '24'], 'overlap', src)
 
 @pytest.mark.parametrize('spoil,msg', [(lambda f: (f.unlink(), f.mkdir()), 'not a readable image'),
                                        (lambda f: f.write_bytes(b'xx'), 'not a readable image')])
 def test_importer_names_an_unreadable_first_image(tmp_path, spoil, msg):
     src = raw_collection(tmp_path)
     spoil(src/'images'/'0.png')
-    refused(['hancross-import-collection', src, tmp_path/'out', '--window', '24'], msg, src)
+    refused(['hancross-import-collection', '--src', src, '--out', tmp_path/'out', '--window', '24'], msg, src)
     assert not (tmp_path/'out').exists()
 
 def test_output_paths_that_cannot_be_used(data, tmp_path):
     r = subprocess.run([str(BIN/'hancross-train'), '--config', str(ROOT/'configs'/'hancross_cpu.yaml'), '--data_dir', str(data),
-                        '--out_dir', str(tmp_path/'exp'), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
+                        '--out', str(tmp_path/'exp'), '--experiment_name', 'h', '--epochs', '1'], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0, r.stderr[-2000:]
     ck = tmp_path/'exp'/'h'/'best_model.pth'
     (tmp_path/'afile').write_text('x'); (tmp_path/'dir.onnx').mkdir()
-    for args, msg in [(['hancross-evaluate', '--model_path', ck, '--data_dir', data, '--output_dir', tmp_path/'afile'/'sub'], 'not a folder'),
-                      (['hancross-export', '--model_path', ck, '--output_path', tmp_path/'dir.onnx'], 'is a folder where a file is needed'),
-                      (['hancross-export', '--model_path', ck, '--output_path', tmp_path/'afile'/'m.onnx'], 'afile'),
-                      (['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', data, '--out_dir', tmp_path/'afile',
+    for args, msg in [(['hancross-evaluate', '--checkpoint', ck, '--data_dir', data, '--out', tmp_path/'afile'/'sub'], 'not a folder'),
+                      (['hancross-export', '--checkpoint', ck, '--out', tmp_path/'dir.onnx'], 'is a folder where a file is needed'),
+                      (['hancross-export', '--checkpoint', ck, '--out', tmp_path/'afile'/'m.onnx'], 'afile'),
+                      (['hancross-train', '--config', ROOT/'configs'/'hancross_cpu.yaml', '--data_dir', data, '--out', tmp_path/'afile',
                         '--experiment_name', 'h', '--epochs', '1'], 'not a folder'),
                       (['hancross-generate', '--name', 'x', '--out', tmp_path/'afile'/'x', '--scale', 'tiny'], 'afile')]:
         refused(args, msg, data, tmp_path/'exp')

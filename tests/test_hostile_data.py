@@ -58,7 +58,7 @@ def edit(root:Path, split:str, f):
 def set_row(root, n, **kw): edit(root, 'train', lambda d: [{**r, **kw} if i == n else r for i, r in enumerate(d)])
 
 def imported(src, out, *flags):
-    ok(['hancross-import-trimodal', src, '--out', out, '--image_size', 16, *flags])
+    ok(['hancross-import-trimodal', '--src', src, '--out', out, '--image_size', 16, *flags])
     return out
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_import_refuses_file_names_that_leave_the_source(tmp_path, key, name):
     src = seed_src(tmp_path/'src')                       # '../../../outside' from images/train/ is tmp_path/outside
     name = name.replace('ABS', str(outside))
     set_row(src, 0, **{key: name})
-    refused(['hancross-import-trimodal', src, '--out', tmp_path/'out'], f"{name!r} is outside", src, outside)
+    refused(['hancross-import-trimodal', '--src', src, '--out', tmp_path/'out'], f"{name!r} is outside", src, outside)
     assert not (tmp_path/'out').exists()
 
 def test_ids_never_become_paths(tmp_path):
@@ -130,25 +130,25 @@ def test_ids_never_become_paths(tmp_path):
 def test_force_replaces_only_our_own_dataset(tmp_path):
     src = seed_src(tmp_path/'src')
     mine = tmp_path/'mine'; mine.mkdir(); (mine/'chapter1.tex').write_text('my work')
-    for cmd in (['hancross-import-trimodal', src, '--out', mine, '--force'], ['hancross-build-trimodal', '--out', mine, '--n_items', 2, '--force']):
+    for cmd in (['hancross-import-trimodal', '--src', src, '--out', mine, '--force'], ['hancross-build-trimodal', '--out', mine, '--n_items', 2, '--force']):
         refused(cmd, 'exists and is not a retrieval dataset; refusing to replace it', mine, src)
     out = imported(src, tmp_path/'out')
     (tmp_path/'out.tmp').mkdir(); (tmp_path/'out.tmp'/'notes.md').write_text('mine')    # a user's folder named like a temporary
-    refused(['hancross-import-trimodal', src, '--out', out], 'already exists (pass --force to replace it)', out)
+    refused(['hancross-import-trimodal', '--src', src, '--out', out], 'already exists (pass --force to replace it)', out)
     imported(src, out, '--force')                                                      # ours: replaced
     assert (tmp_path/'out.tmp'/'notes.md').read_text() == 'mine' and not list(tmp_path.glob('.out.tmp-*'))
     (out/'notes.md').write_text('mine')
-    refused(['hancross-import-trimodal', src, '--out', out, '--force'], 'holds files a retrieval dataset does not (notes.md)', out, src)
+    refused(['hancross-import-trimodal', '--src', src, '--out', out, '--force'], 'holds files a retrieval dataset does not (notes.md)', out, src)
 
 def test_force_never_touches_the_source_or_a_folder_around_it(tmp_path):
     src = seed_src(tmp_path/'parent'/'src')
     for out in (src, tmp_path/'parent', src/'ds'):
-        refused(['hancross-import-trimodal', src, '--out', out, '--force'], 'overlap', tmp_path)
+        refused(['hancross-import-trimodal', '--src', src, '--out', out, '--force'], 'overlap', tmp_path)
 
 def test_an_output_that_is_a_symlink(tmp_path):
     src = seed_src(tmp_path/'src'); out = imported(src, tmp_path/'real')
     (tmp_path/'link').symlink_to(out)
-    for cmd in (['hancross-import-trimodal', src, '--out', tmp_path/'link', '--force'], ['hancross-generate-video', '--scale', 'tiny', '--out', tmp_path/'link']):
+    for cmd in (['hancross-import-trimodal', '--src', src, '--out', tmp_path/'link', '--force'], ['hancross-generate-video', '--scale', 'tiny', '--out', tmp_path/'link']):
         refused(cmd, 'link: is a symbolic link', tmp_path)
 
 def test_a_killed_build_leaves_the_old_dataset_and_its_debris_goes_on_the_next_run(tmp_path):
@@ -169,14 +169,14 @@ def test_a_killed_build_leaves_the_old_dataset_and_its_debris_goes_on_the_next_r
 def test_read_only_output_folders(tmp_path, disk):
     src = seed_src(tmp_path/'src')
     ro = disk('ro', ro=True)
-    for cmd in (['hancross-import-trimodal', src, '--out', ro/'x'], ['hancross-build-trimodal', '--out', ro/'x', '--n_items', 2],
+    for cmd in (['hancross-import-trimodal', '--src', src, '--out', ro/'x'], ['hancross-build-trimodal', '--out', ro/'x', '--n_items', 2],
                 ['hancross-generate-video', '--scale', 'tiny', '--out', ro/'x']):
         refused(cmd, 'read-only folder; cannot write', src, ro)
 
 def test_a_full_disk_leaves_no_half_built_dataset_and_keeps_the_old_one(tmp_path, disk):
     src = seed_src(tmp_path/'src')
     full = disk('full', size='96k')
-    refused(['hancross-import-trimodal', src, '--out', full/'x'], 'x: cannot write the dataset here (No space left on device)', src, full)
+    refused(['hancross-import-trimodal', '--src', src, '--out', full/'x'], 'x: cannot write the dataset here (No space left on device)', src, full)
     refused(['hancross-generate-video', '--scale', 'tiny', '--out', full/'v'], 'v: cannot write the dataset here', full)
     assert not list(full.iterdir())
     size = sum(f.stat().st_size for f in build_video_dataset(tmp_path/'ref', scale='tiny').rglob('*') if f.is_file())
@@ -223,13 +223,13 @@ def _rate0(src):
                                        (lambda s: set_row(s, 1, id=''), 'row 1: empty id')])
 def test_import_refuses_broken_rows_in_one_line(tmp_path, spoil, msg):
     src = seed_src(tmp_path/'src'); spoil(src)
-    refused(['hancross-import-trimodal', src, '--out', tmp_path/'out'], msg, src, tmp_path)
+    refused(['hancross-import-trimodal', '--src', src, '--out', tmp_path/'out'], msg, src, tmp_path)
     assert not (tmp_path/'out').exists()
 
 @pytest.mark.parametrize('cmd,msg', [(['hancross-build-trimodal', '--n_items', 2, '--captions_per_item', 0], 'captions_per_item must be at least 1'),
                                      (['hancross-build-trimodal', '--n_items', 2, '--seed', -1], 'seed must be a non-negative integer'),
                                      (['hancross-generate-video', '--scale', 'tiny', '--seed', -1], 'seed must be a non-negative integer'),
-                                     (['hancross-import-trimodal', 'SRC', '--image_size', 0], 'image_size must be 1..4096')])
+                                     (['hancross-import-trimodal', '--src', 'SRC', '--image_size', 0], 'image_size must be 1..4096')])
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, cmd, msg):
     src = seed_src(tmp_path/'src')
     refused([str(src) if c == 'SRC' else c for c in cmd] + ['--out', tmp_path/'out'], msg, tmp_path)

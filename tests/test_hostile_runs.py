@@ -69,7 +69,7 @@ def refused(args, contains, *watch):
 
 def train_cmd(task, data, out, name='run', *extra, cfg=None):
     cfg = cfg or {'market': CFG/'hancross_cpu.yaml', 'video': CFG/'video_cpu.yaml'}[task]
-    return ['hancross-train', '--config', cfg, '--data_dir', data, '--out_dir', out, '--experiment_name', name,
+    return ['hancross-train', '--config', cfg, '--data_dir', data, '--out', out, '--experiment_name', name,
             '--epochs', EPOCHS[task], '--quiet', *(['--bs', 8] if task == 'video' else []), *extra]
 
 def partial_files(d): return sorted(p.name for p in Path(d).iterdir() if p.name.endswith('.tmp'))
@@ -212,13 +212,13 @@ def test_export_on_a_full_disk_keeps_the_previous_export(pair, data, disk):
     export_checkpoint(ck, d/'m.onnx', data_dir=data.market, n_samples=64)              # a valid export already there
     used = sum(f.stat().st_size for f in d.iterdir())
     disk.resize(d, used + 256 * 1024)                                                  # less room than one more .onnx
-    refused(['hancross-export', '--model_path', ck, '--output_path', d/'m.onnx', '--data_dir', data.market, '--n_samples', 64],
+    refused(['hancross-export', '--checkpoint', ck, '--out', d/'m.onnx', '--data_dir', data.market, '--n_samples', 64],
             ['m.onnx: no space left on the device', 'not written'], d, data.market)
     ort.InferenceSession(str(d/'m.onnx'), providers=['CPUExecutionProvider'])          # still whole
 
 def test_export_into_a_read_only_folder(pair, read_only, capsys):
     ro, _ = read_only
-    one_line(call(['hancross-export', '--model_path', pair['market'].exp/'best_model.pth', '--output_path', ro/'m.onnx'], capsys), 'ro: read-only folder')
+    one_line(call(['hancross-export', '--checkpoint', pair['market'].exp/'best_model.pth', '--out', ro/'m.onnx'], capsys), 'ro: read-only folder')
     assert not any(ro.iterdir())
 
 # --- a killed dataset build: the old dataset intact, its marked debris removed by the next build ----------------------
@@ -258,20 +258,20 @@ def bad(tmp_path_factory, data):
 
 M, C = CFG/'hancross_cpu.yaml', CFG/'cman_cpu.yaml'
 CHECKS = [   # id, command (P: the paths; P.out must never appear), what its one line holds
-    ('not-a-dataset', lambda P: ['hancross-train', '--config', M, '--data_dir', P.empty, '--out_dir', P.out], 'empty/metadata.json: missing'),
-    ('zero-samples', lambda P: ['hancross-train', '--config', M, '--data_dir', P.zero, '--out_dir', P.out], 'zero/samples.csv: no samples'),
-    ('empty-val', lambda P: ['hancross-train', '--config', M, '--data_dir', P.noval, '--out_dir', P.out], 'noval: the val split is empty'),
-    ('negative-seed', lambda P: ['hancross-train', '--config', M, '--data_dir', P.market, '--seed', -1, '--out_dir', P.out], 'seed must be >= 0, got -1'),
-    ('start-level-0', lambda P: ['hancross-train', '--config', M, '--data_dir', P.market, '--start_level', 0, '--out_dir', P.out], '--start_level must be at least 1'),
-    ('cman-batch', lambda P: ['hancross-train', '--config', C, '--data_dir', P.tri, '--bs', 1000, '--out_dir', P.out], 'fewer than one batch of 1000'),
-    ('cman-empty-val', lambda P: ['hancross-train', '--config', C, '--data_dir', P.trinoval, '--bs', 8, '--out_dir', P.out], 'trinoval: the val split is empty'),
-    ('cman-video-set', lambda P: ['hancross-train', '--config', C, '--data_dir', P.video, '--bs', 8, '--out_dir', P.out], "task is 'video_regression', not 'retrieval'"),
-    ('cman-n-mels', lambda P: ['hancross-train', '--config', P.mels, '--data_dir', P.tri, '--bs', 8, '--out_dir', P.out], ('n_mels 64', 'n_mels 128')),
-    ('cman-lr', lambda P: ['hancross-train', '--config', C, '--data_dir', P.tri, '--lr', -0.001, '--out_dir', P.out], 'learning_rate must be a finite positive number'),
-    ('retrieval-epochs', lambda P: ['hancross-train-retrieval', '--config', C, '--data_dir', P.tri, '--epochs', 0, '--output_dir', P.out/'x'], 'num_epochs must be at least 1'),
-    ('infer-bs-negative', lambda P: ['hancross-infer', '--model_path', P.t/'none.pth', '--data_dir', P.market, '--bs', -3], '--bs must be at least 1, got -3'),
-    ('export-opset', lambda P: ['hancross-export', '--model_path', P.t/'none.pth', '--output_path', P.out/'m.onnx', '--opset', 0], '--opset must be in 7..20'),
-    ('export-tol', lambda P: ['hancross-export', '--model_path', P.t/'none.pth', '--output_path', P.out/'m.onnx', '--tol', -1], '--tol must be a finite number >= 0'),
+    ('not-a-dataset', lambda P: ['hancross-train', '--config', M, '--data_dir', P.empty, '--out', P.out], 'empty/metadata.json: missing'),
+    ('zero-samples', lambda P: ['hancross-train', '--config', M, '--data_dir', P.zero, '--out', P.out], 'zero/samples.csv: no samples'),
+    ('empty-val', lambda P: ['hancross-train', '--config', M, '--data_dir', P.noval, '--out', P.out], 'noval: the val split is empty'),
+    ('negative-seed', lambda P: ['hancross-train', '--config', M, '--data_dir', P.market, '--seed', -1, '--out', P.out], 'seed must be >= 0, got -1'),
+    ('start-level-0', lambda P: ['hancross-train', '--config', M, '--data_dir', P.market, '--start_level', 0, '--out', P.out], '--start_level must be at least 1'),
+    ('cman-batch', lambda P: ['hancross-train', '--config', C, '--data_dir', P.tri, '--bs', 1000, '--out', P.out], 'fewer than one batch of 1000'),
+    ('cman-empty-val', lambda P: ['hancross-train', '--config', C, '--data_dir', P.trinoval, '--bs', 8, '--out', P.out], 'trinoval: the val split is empty'),
+    ('cman-video-set', lambda P: ['hancross-train', '--config', C, '--data_dir', P.video, '--bs', 8, '--out', P.out], "task is 'video_regression', not 'retrieval'"),
+    ('cman-n-mels', lambda P: ['hancross-train', '--config', P.mels, '--data_dir', P.tri, '--bs', 8, '--out', P.out], ('n_mels 64', 'n_mels 128')),
+    ('cman-lr', lambda P: ['hancross-train', '--config', C, '--data_dir', P.tri, '--lr', -0.001, '--out', P.out], 'learning_rate must be a finite positive number'),
+    ('retrieval-epochs', lambda P: ['hancross-train-retrieval', '--config', C, '--data_dir', P.tri, '--epochs', 0, '--out', P.out/'x'], 'num_epochs must be at least 1'),
+    ('infer-bs-negative', lambda P: ['hancross-infer', '--checkpoint', P.t/'none.pth', '--data_dir', P.market, '--bs', -3], '--bs must be at least 1, got -3'),
+    ('export-opset', lambda P: ['hancross-export', '--checkpoint', P.t/'none.pth', '--out', P.out/'m.onnx', '--opset', 0], '--opset must be in 7..20'),
+    ('export-tol', lambda P: ['hancross-export', '--checkpoint', P.t/'none.pth', '--out', P.out/'m.onnx', '--tol', -1], '--tol must be a finite number >= 0'),
 ]
 
 @pytest.mark.parametrize('cid,cmd,contains', CHECKS, ids=[c[0] for c in CHECKS])
@@ -284,22 +284,22 @@ def test_checked_before_anything_is_written(bad, capsys, cid, cmd, contains):
 # --- every console script refuses an obviously bad argument: exit 2, one line, no traceback ----------------------------
 SCRIPTS = {   # console script -> (an obviously bad command line, what its one line holds)
     'hancross-generate': (lambda P: ['--seed', -1, '--scale', 'tiny', '--out', P.out], 'seed must be a non-negative integer'),
-    'hancross-validate': (lambda P: [P.t/'nothere'], 'nothere: not a directory'),
-    'hancross-import-collection': (lambda P: [P.t/'nothere', P.out, '--window', 24], 'nothere: not a folder'),
-    'hancross-import-punks': (lambda P: [P.t/'nothere.jsonl', P.t/'noimages', P.out], 'nothere.jsonl: history file not found'),
+    'hancross-validate': (lambda P: ['--data_dir', P.t/'nothere'], 'nothere: not a directory'),
+    'hancross-import-collection': (lambda P: ['--src', P.t/'nothere', '--out', P.out, '--window', 24], 'nothere: not a folder'),
+    'hancross-import-punks': (lambda P: ['--history', P.t/'nothere.jsonl', '--images', P.t/'noimages', '--out', P.out], 'nothere.jsonl: history file not found'),
     'hancross-build-cryptopunks': (lambda P: ['--sales', P.t/'nothere.csv', '--out', P.out], 'nothere.csv'),
-    'hancross-train': (lambda P: ['--config', M, '--data_dir', P.zero, '--out_dir', P.out], 'samples.csv: no samples'),
-    'hancross-evaluate': (lambda P: ['--model_path', P.t/'none.pth', '--data_dir', P.market, '--output_dir', P.out], 'none.pth: checkpoint not found'),
-    'hancross-infer': (lambda P: ['--model_path', P.t/'none.pth', '--data_dir', P.market, '--bs', 0, '--output', P.out/'p.json'], '--bs must be at least 1, got 0'),
-    'hancross-export': (lambda P: ['--model_path', P.t/'none.pth', '--output_path', P.out/'m.onnx', '--n_samples', 0], '--n_samples must be at least 1'),
+    'hancross-train': (lambda P: ['--config', M, '--data_dir', P.zero, '--out', P.out], 'samples.csv: no samples'),
+    'hancross-evaluate': (lambda P: ['--checkpoint', P.t/'none.pth', '--data_dir', P.market, '--out', P.out], 'none.pth: checkpoint not found'),
+    'hancross-infer': (lambda P: ['--checkpoint', P.t/'none.pth', '--data_dir', P.market, '--bs', 0, '--out', P.out/'p.json'], '--bs must be at least 1, got 0'),
+    'hancross-export': (lambda P: ['--checkpoint', P.t/'none.pth', '--out', P.out/'m.onnx', '--n_samples', 0], '--n_samples must be at least 1'),
     'hancross-bench': (lambda P: ['--threads', 0], '--threads must be >= 1'),
     'hancross-docs': (lambda P: ['--nbs', P.t/'nothere', '--out', P.out], 'nothere: no notebooks to document'),
     'hancross-build-trimodal': (lambda P: ['--n_items', 0, '--out', P.out], 'n_items must be in 1..10000'),
-    'hancross-import-trimodal': (lambda P: [P.t/'nothere', '--out', P.out], 'nothere'),
-    'hancross-train-retrieval': (lambda P: ['--config', C, '--data_dir', P.tri, '--batch_size', 0, '--output_dir', P.out/'x'], 'batch_size must be at least 1'),
-    'hancross-eval-retrieval': (lambda P: ['--checkpoint', P.t/'none.pth', '--data_dir', P.tri, '--output_dir', P.out], 'none.pth: checkpoint not found'),
+    'hancross-import-trimodal': (lambda P: ['--src', P.t/'nothere', '--out', P.out], 'nothere'),
+    'hancross-train-retrieval': (lambda P: ['--config', C, '--data_dir', P.tri, '--bs', 0, '--out', P.out/'x'], 'batch_size must be at least 1'),
+    'hancross-eval-retrieval': (lambda P: ['--checkpoint', P.t/'none.pth', '--data_dir', P.tri, '--out', P.out], 'none.pth: checkpoint not found'),
     'hancross-generate-video': (lambda P: ['--scale', 'tiny', '--seed', -1, '--out', P.out], 'seed must be a non-negative integer'),
-    'hancross-train-video': (lambda P: ['--data_dir', P.video, '--seed', -1, '--out_dir', P.out/'x'], 'seed must be >= 0, got -1'),
+    'hancross-train-video': (lambda P: ['--data_dir', P.video, '--seed', -1, '--out', P.out/'x'], 'seed must be >= 0, got -1'),
     'hancross-tune': (lambda P: ['--model', 'hedonic', '--trials', 0, '--data_dir', P.market, '--out', P.out], 'n_trials must be at least 1, got 0'),
     'hancross-reproduce': (lambda P: ['--profile', 'smoke', '--only', 'nothere', '--data_dir', P.market], '--only nothere matches no notebook'),
 }

@@ -61,7 +61,7 @@ def test_infer_matches_the_dataset_inputs(ck):
     data, model, root = ck
     row, win = a_sample(data)
     win.to_csv(root/'w.csv', index=False)
-    r = run('hancross-infer', '--model_path', model, '--visual_input', data/'visual'/row.image, '--temporal_input', root/'w.csv',
+    r = run('hancross-infer', '--checkpoint', model, '--visual_input', data/'visual'/row.image, '--temporal_input', root/'w.csv',
             '--traits', row.traits)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -71,7 +71,7 @@ def test_infer_matches_the_dataset_inputs(ck):
 
 def test_infer_data_dir(ck):
     data, model, root = ck
-    r = run('hancross-infer', '--model_path', model, '--data_dir', data, '--output_format', 'csv', '--output', root/'p.csv')
+    r = run('hancross-infer', '--checkpoint', model, '--data_dir', data, '--output_format', 'csv', '--out', root/'p.csv')
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(root/'p.csv')
     assert len(df) == len(json.loads((data/'splits'/'test.json').read_text()))
@@ -84,7 +84,7 @@ def test_infer_refuses_other_feature_order(ck, tmp_path):
     d = Path(shutil.copytree(data, tmp_path/'reordered'))
     meta = json.loads((d/'metadata.json').read_text()); meta['series_features'] = meta['series_features'][::-1]
     (d/'metadata.json').write_text(json.dumps(meta))
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--data_dir', d, '--output', tmp_path/'p.json'), 'reordered', 'would read the wrong columns')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--data_dir', d, '--out', tmp_path/'p.json'), 'reordered', 'would read the wrong columns')
     assert not (tmp_path/'p.json').exists()
 
 def test_infer_bad_inputs(ck):
@@ -96,16 +96,16 @@ def test_infer_bad_inputs(ck):
     win[:10].to_csv(root/'short.csv', index=False)
     bad = win.astype({'log_volume': object}); bad.iloc[3, bad.columns.get_loc('log_volume')] = 'x1'; bad.to_csv(root/'nan.csv', index=False)
     win.drop(columns='n_sales').to_csv(root/'cols.csv', index=False)
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', root/'none.png', '--temporal_input', good), 'none.png', 'not found')
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', root/'big.png', '--temporal_input', good), 'big.png', '32x32')
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'short.csv'), 'short.csv', '10 rows')
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'nan.csv'), 'nan.csv line 5', 'log_volume')
-    one_line_exit2(run('hancross-infer', '--model_path', model, '--visual_input', img, '--temporal_input', root/'cols.csv'), 'cols.csv', 'n_sales')
-    one_line_exit2(run('hancross-infer', '--model_path', root/'nothing.pth', '--visual_input', img), 'nothing.pth')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--visual_input', root/'none.png', '--temporal_input', good), 'none.png', 'not found')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--visual_input', root/'big.png', '--temporal_input', good), 'big.png', '32x32')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--visual_input', img, '--temporal_input', root/'short.csv'), 'short.csv', '10 rows')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--visual_input', img, '--temporal_input', root/'nan.csv'), 'nan.csv line 5', 'log_volume')
+    one_line_exit2(run('hancross-infer', '--checkpoint', model, '--visual_input', img, '--temporal_input', root/'cols.csv'), 'cols.csv', 'n_sales')
+    one_line_exit2(run('hancross-infer', '--checkpoint', root/'nothing.pth', '--visual_input', img), 'nothing.pth')
 
 def test_export_parity_and_report(ck):
     data, model, root = ck
-    r = run('hancross-export', '--model_path', model, '--output_path', root/'onnx'/'m.onnx', '--data_dir', data)
+    r = run('hancross-export', '--checkpoint', model, '--out', root/'onnx'/'m.onnx', '--data_dir', data)
     assert r.returncode == 0, r.stderr
     rep = json.loads((root/'onnx'/'m.report.json').read_text())
     assert rep['parity']['max_abs_diff'] <= 1e-4 and rep['opset'] == 17
@@ -118,5 +118,5 @@ def test_export_parity_and_report(ck):
 
 def test_export_bad_input(ck):
     data, model, root = ck
-    one_line_exit2(run('hancross-export', '--model_path', root/'nothing.pth', '--output_path', root/'x.onnx'), 'nothing.pth')
-    one_line_exit2(run('hancross-export', '--model_path', model, '--output_path', root/'x.onnx', '--data_dir', root/'nodata'), 'nodata')
+    one_line_exit2(run('hancross-export', '--checkpoint', root/'nothing.pth', '--out', root/'x.onnx'), 'nothing.pth')
+    one_line_exit2(run('hancross-export', '--checkpoint', model, '--out', root/'x.onnx', '--data_dir', root/'nodata'), 'nodata')

@@ -18,7 +18,7 @@ def data(tmp_path_factory):
 
 def train_cmd(data, out, name, *extra, epochs=4):
     return [str(BIN/'hancross-train'), '--config', str(CFG), '--data_dir', str(data), '--experiment_name', name,
-            '--out_dir', str(out), '--epochs', str(epochs), '--quiet', *map(str, extra)]
+            '--out', str(out), '--epochs', str(epochs), '--quiet', *map(str, extra)]
 
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)
@@ -34,8 +34,8 @@ def test_train_evaluate_and_reproducible(data, tmp_path):
     assert sorted(p.name for p in exp.iterdir()) == ['.lock', 'best_model.pth', 'config.yaml', 'history.csv', 'last.pth', 'metrics.json',
                                                      'predictions_test.csv', 'predictions_val.csv']
     assert metrics(tmp_path, 'a')['test'] == metrics(tmp_path, 'b')['test']           # one seed, identical metrics
-    r = run([str(BIN/'hancross-evaluate'), '--model_path', str(exp/'best_model.pth'), '--data_dir', str(data),
-             '--output_dir', str(tmp_path/'ev'), '--metrics', 'r2', 'mae', 'rmse', 'correlation'])
+    r = run([str(BIN/'hancross-evaluate'), '--checkpoint', str(exp/'best_model.pth'), '--data_dir', str(data),
+             '--out', str(tmp_path/'ev'), '--metrics', 'r2', 'mae', 'rmse', 'correlation'])
     m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert set(m) >= {'r2', 'mae', 'rmse', 'correlation'}
     assert abs(m['r2'] - metrics(tmp_path, 'a')['test']['r2']) < 1e-5               # evaluation needs only the checkpoint
@@ -60,7 +60,7 @@ def test_bad_input_is_one_line(data, tmp_path):
     r = subprocess.run(train_cmd(data, tmp_path, 'x')[:2] + [str(bad)] + train_cmd(data, tmp_path, 'x')[3:], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert r.stderr.strip().splitlines()[-1] == f"error: {bad}: unknown config key 'training.learing_rate' (did you mean 'learning_rate'?)"
-    r = subprocess.run([str(BIN/'hancross-evaluate'), '--model_path', str(tmp_path/'none.pth'), '--data_dir', str(data)],
+    r = subprocess.run([str(BIN/'hancross-evaluate'), '--checkpoint', str(tmp_path/'none.pth'), '--data_dir', str(data)],
                        capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and 'checkpoint not found' in r.stderr and 'Traceback' not in r.stderr
 
@@ -79,7 +79,7 @@ def video(tmp_path_factory):
     return build_video_dataset(tmp_path_factory.mktemp('v')/'tiny', scale=dict(n_clips=48))
 
 def video_cmd(cfg, data, out, *extra):
-    return [str(BIN/'hancross-train'), '--config', str(cfg), '--data_dir', str(data), '--experiment_name', 'v', '--out_dir', str(out),
+    return [str(BIN/'hancross-train'), '--config', str(cfg), '--data_dir', str(data), '--experiment_name', 'v', '--out', str(out),
             '--epochs', '1', '--quiet', *map(str, extra)]
 
 def test_video_config_trains_through_hancross_train(video, tmp_path):

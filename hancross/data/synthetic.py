@@ -594,13 +594,13 @@ def generate_market(out,                      # dataset directory to write (repl
 @cli_guard
 def hancross_generate(name:str='nft_market',  # dataset name
                       out:str=None,           # output directory (default: data/<name>)
-                      scale:str='default',    # tiny, default or paper
+                      scale:str='default',    # tiny, default or large (the paper's size)
                       seed:int=0,             # random seed
                       scenario:str='default', # default, sparse, boom, sparse_boom or visual (`SCENARIOS`)
                      ):
     "Write the embedded NFT market: real CryptoPunks + procedural collections, simulated prices"
     t = time.time()
-    p = generate_market(out or data_dir(name), name=name, scale=scale, seed=seed, cfg=scenario_config(scenario))
+    p = generate_market(out or data_dir(name), name=name, scale='paper' if scale == 'large' else scale, seed=seed, cfg=scenario_config(scenario))
     m = json.loads((p/'metadata.json').read_text())
     print(f"{p}: {m['n_samples']:,} samples in {time.time() - t:.1f}s; best R2 "
           + ', '.join(f"{k} {v:.3f}" for k, v in m['best_r2'].items()))

@@ -468,7 +468,7 @@ def hancross_build_trimodal(out:str='data/punks_trimodal',  # dataset folder to 
 
 @call_parse
 @cli_guard
-def hancross_import_trimodal(src:str,                    # folder with metadata/, images/, audio/ (CMAN layout)
+def hancross_import_trimodal(src:str=None,               # folder with metadata/, images/, audio/ (CMAN layout); required
                              out:str='data/trimodal_import',  # dataset folder to write
                              image_size:int=224,         # images are resized to this square size
                              keep_wav:bool=False,        # also write the 16 kHz waves

@@ -450,17 +450,17 @@ QUICK = dict(batch_sizes=(1, 16), sizes=(300, 600))
 @call_parse
 @cli_guard
 def hancross_bench(models:Param('registry models (default: all)', str, nargs='+')=None,
-                   batch_sizes:Param('batch sizes', int, nargs='+')=None,
-                   sizes:Param('dataset sizes in sales for the scaling runs (0: skip)', int, nargs='+')=None,
+                   bs:Param('batch sizes to measure', int, nargs='+')=None,
+                   scaling_sales:Param('dataset sizes in sales for the scaling runs (0: skip)', int, nargs='+')=None,
                    data_dir:str=None,              # dataset for the loader benchmark (default: generated)
-                   out_dir:str='results/benchmarks', # where bench.json and bench.md go
+                   out:str='results/benchmarks',     # where bench.json and bench.md go
                    quick:store_true=False,         # CI: tiny sizes, few iterations
-                   profile:store_true=False,       # also profile HANCross CPU training
+                   profiler:store_true=False,      # also run the torch profiler on HANCross CPU training
                    device:str='auto',              # auto, cpu or cuda
                    threads:int=None,               # torch intra-op threads (default: torch's choice)
                    max_epoch_sales:int=None,       # skip the one-epoch run above this many sales
-                   config:str='cpu',               # cpu (registry CPU configs) or reference (the reference configs, 224 px)
-                   img_size:int=None,              # image side for the models (default: the data's; 224 with reference)
+                   model_configs:str='cpu',        # cpu (registry CPU configs) or reference (the reference configs, 224 px)
+                   image_size:int=None,            # image side for the models (default: the data's; 224 with reference)
                    modes:Param('inference and/or train', str, nargs='+')=None,
                   ):
     "Throughput, latency, memory and FLOP efficiency of the registry models; loader and scaling benchmarks"
@@ -469,16 +469,16 @@ def hancross_bench(models:Param('registry models (default: all)', str, nargs='+'
     if data_dir is not None and not Path(data_dir).is_dir(): raise BadInput(f"{data_dir}: dataset directory not found")
     dev = get_device(device)
     if dev.type == 'mps': dev = torch.device('cpu')
-    bs = tuple(batch_sizes or (QUICK['batch_sizes'] if quick else (1, 32, 128)))
-    sz = tuple(s for s in (sizes or (QUICK['sizes'] if quick else (1000, 10000, 50000, 167492))) if s > 0)
+    bs = tuple(bs or (QUICK['batch_sizes'] if quick else (1, 32, 128)))
+    sz = tuple(s for s in (scaling_sales or (QUICK['sizes'] if quick else (1000, 10000, 50000, 167492))) if s > 0)
     log = lambda m: print(m, file=sys.stderr, flush=True)
     if threads is not None and threads < 1: raise BadInput(f"--threads must be >= 1, got {threads}")
     if max_epoch_sales is not None and max_epoch_sales < 1: raise BadInput(f"--max_epoch_sales must be >= 1, got {max_epoch_sales}")
-    if config not in ('cpu', 'reference'): raise BadInput(f"--config must be cpu or reference, got '{config}'")
+    if model_configs not in ('cpu', 'reference'): raise BadInput(f"--model_configs must be cpu or reference, got '{model_configs}'")
     bad = [m for m in modes or [] if m not in ('inference', 'train')]
     if bad: raise BadInput(f"--modes: '{bad[0]}' is not inference or train")
-    if img_size is not None and img_size < 8: raise BadInput(f"--img_size must be >= 8, got {img_size}")
-    res = run_bench(models, bs, sz, data_dir, out_dir, dev, quick, profile, threads, max_epoch_sales, log, config, img_size,
+    if image_size is not None and image_size < 8: raise BadInput(f"--image_size must be >= 8, got {image_size}")
+    res = run_bench(models, bs, sz, data_dir, out, dev, quick, profiler, threads, max_epoch_sales, log, model_configs, image_size,
                     tuple(modes or ('inference', 'train')))
-    print(Path(out_dir)/'bench.md')
+    print(Path(out)/'bench.md')
     print(json.dumps(res.get('status', {})))

@@ -265,8 +265,8 @@ def export_checkpoint(model_path,           # checkpoint
 # %% ../../nbs/41_deploy.export.ipynb #f54d7cce
 @call_parse
 @cli_guard
-def hancross_export(model_path:str=None,    # checkpoint (best_model.pth or last.pth)
-                    output_path:str=None,   # the .onnx file to write (M.int8.onnx and M.report.json go beside it)
+def hancross_export(checkpoint:str=None,    # checkpoint (best_model.pth or last.pth); required
+                    out:str=None,           # the .onnx file to write (M.int8.onnx and M.report.json go beside it); required
                     data_dir:str=None,      # dataset with real samples to verify on (default: the checkpoint's, if it exists)
                     split:str='test',       # split to verify on
                     n_samples:int=512,      # samples to verify on
@@ -275,8 +275,8 @@ def hancross_export(model_path:str=None,    # checkpoint (best_model.pth or last
                     no_quantize:store_true=False, # skip int8 quantization
                    ):
     "Export a checkpoint to ONNX, verified against onnxruntime, with an int8 version and a JSON report"
-    if model_path is None or output_path is None: raise BadInput("--model_path and --output_path are required")
-    try: rep = export_checkpoint(model_path, output_path, data_dir, split, n_samples, opset, tol, not no_quantize)
+    if checkpoint is None or out is None: raise BadInput("--checkpoint and --out are required")
+    try: rep = export_checkpoint(checkpoint, out, data_dir, split, n_samples, opset, tol, not no_quantize)
     except ParityError as e: print(f"error: {e}", file=sys.stderr); sys.exit(1)
     q = rep.get('quantization') or {}
     print(json.dumps({'onnx': rep['onnx'], 'max_abs_diff': rep['parity']['max_abs_diff'], 'samples': rep['samples'],

@@ -215,7 +215,7 @@ def _write(res:dict, output_format:str, output=None):
 
 @call_parse
 @cli_guard
-def hancross_infer(model_path:str=None,       # checkpoint (best_model.pth or last.pth)
+def hancross_infer(checkpoint:str=None,       # checkpoint (best_model.pth or last.pth); required
                    visual_input:str=None,     # one image, of the checkpoint's size and mode
                    temporal_input:str=None,   # CSV of hourly bars: `time` + the checkpoint's series features
                    data_dir:str=None,         # or a dataset directory: predict a whole split
@@ -223,18 +223,18 @@ def hancross_infer(model_path:str=None,       # checkpoint (best_model.pth or la
                    time:str=None,             # sale time (ISO 8601 UTC): the window is the bars strictly before it
                    traits:str=None,           # the token's traits, ';'-joined (default none)
                    output_format:str='json',  # json or csv
-                   output:str=None,           # write here instead of stdout
+                   out:str=None,              # the file to write (default: stdout)
                    top_k:int=5,               # most-attended time steps to list
                    bs:int=256,                # batch size with --data_dir
                   ):
     "Predict sale prices from a checkpoint: one image + market CSV, or a dataset split"
-    if model_path is None: raise BadInput("--model_path is required")
+    if checkpoint is None: raise BadInput("--checkpoint is required")
     if top_k < 1: raise BadInput(f"--top_k must be at least 1, got {top_k}")
     if bs < 1: raise BadInput(f"--bs must be at least 1, got {bs}")
-    if output is not None and Path(output).is_dir(): raise BadInput(f"{output}: is a folder where a file is needed")
+    if out is not None and Path(out).is_dir(): raise BadInput(f"{out}: is a folder where a file is needed")
     if output_format not in ('json', 'csv'): raise BadInput(f"--output_format '{output_format}' is not one of json, csv")
     if data_dir is not None and (visual_input or temporal_input):
         raise BadInput("give either --data_dir or --visual_input/--temporal_input, not both")
-    pr = Predictor(model_path)
+    pr = Predictor(checkpoint)
     res = pr.dataset(data_dir, split, bs) if data_dir is not None else pr.sample(visual_input, temporal_input, time, traits, top_k)
-    _write(res, output_format, output)
+    _write(res, output_format, out)

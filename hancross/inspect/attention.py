@@ -4,20 +4,25 @@
 
 # %% ../../nbs/50_inspect.attention.ipynb #a90a8653
 from __future__ import annotations
-import io, re
+import io, re, tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 import ipywidgets as widgets
 from matplotlib.figure import Figure
-from ..core import evaluating, unwrap, model_device
-from ..data.dataset import SPLITS
+from ..core import BadInput, evaluating, unwrap, model_device, data_dir
+from ..metrics import regression_metrics
+from ..data.dataset import SPLITS, is_dataset
+from ..data.synthetic import generate_market
+from ..testing import tiny_dataset
+from ..models.hancross import HANCrossConfig
 from ..analysis.views import level_grids
 
 # %% auto #0
 __all__ = ['VISUAL_ATTN_KEYS', 'TEMPORAL_ATTN_KEYS', 'inspect', 'attention_of', 'sample_data', 'split_summary', 'ViewState',
-           'upsample', 'view_state', 'ig_attribution', 'render_view', 'png_bytes', 'Inspector', 'inspect_attention']
+           'upsample', 'view_state', 'ig_attribution', 'overlay_scale', 'render_view', 'png_bytes', 'Inspector',
+           'inspect_attention', 'inspector_config', 'demo_data', 'validation_r2']
 
 # %% ../../nbs/50_inspect.attention.ipynb #48fb8122
 VISUAL_ATTN_KEYS   = ('attn', 'attn_market_to_visual')   # (b, heads, queries, tokens): market hours -> visual tokens
@@ -96,11 +101,11 @@ def view_state(sd:dict,                 # from `sample_data`
                summary:dict=None,       # from `split_summary` (optional)
                attribution=None,        # `(H, W)` from `ig_attribution` (optional)
               ) -> dict:
-    "The arrays one view draws: `overlay` (token grid), `overlay_up` (image grid), `level_mass` over the window, ..."
+    "The arrays one view draws: `overlay` (token grid), `overlay_up` (image grid), `uniform` (1/tokens), `level_mass` over the window, ..."
     st = state or ViewState()
     T = len(sd['price'])
     v = dict(sd=sd, state=st, step=st.step % T, summary=summary, attribution=attribution, message=None,
-             overlay=None, overlay_up=None, level_mass=None, temporal=None)
+             overlay=None, overlay_up=None, level_mass=None, temporal=None, uniform=None)
     A = sd['visual_attn']
     if A is None:
         v['message'] = f"{sd['model_name']} exposes no attention: only its prediction is shown"
@@ -115,6 +120,7 @@ def view_state(sd:dict,                 # from `sample_data`
              level_mass=a[:, lo:lo + h * w].sum(-1),                        # (q,) share of each query's attention on this level
              temporal=pick(sd['temporal_attn']) if sd['temporal_attn'] is not None else None)
     v['overlay_up'] = upsample(v['overlay'], sd['image'].shape[:2])
+    v['uniform'] = 1 / A.shape[-1]                                          # what each token gets when the hour attends uniformly
     return v
 
 # %% ../../nbs/50_inspect.attention.ipynb #99958385
@@ -139,6 +145,11 @@ def _scatter(ax, x, y, x0, y0, xlabel, ylabel, diag=False):
     if diag and len(x): lo, hi = min(np.min(x), np.min(y)), max(np.max(x), np.max(y)); ax.plot([lo, hi], [lo, hi], c='0.5', lw=0.8, ls='--')
     ax.set_xlabel(xlabel); ax.set_ylabel(ylabel); ax.legend(loc='upper left', fontsize=7)
 
+def overlay_scale(view:dict) -> tuple:
+    "The overlay as multiples of uniform attention, on the image grid, and its colour limits (this view's min, max)"
+    rel = view['overlay_up'] / view['uniform']
+    return rel, float(rel.min()), float(rel.max())
+
 def render_view(view:dict, *, figsize=(14, 6.5)) -> Figure:
     "Draw a `view_state` into a new `Figure`"
     sd, st, summ = view['sd'], view['state'], view['summary']
@@ -149,10 +160,13 @@ def render_view(view:dict, *, figsize=(14, 6.5)) -> Figure:
     for ax in (ax_img, ax_ig): ax.imshow(sd['image'], interpolation='nearest'); ax.set_xticks([]); ax.set_yticks([])
     if view['overlay'] is not None:
         (h, w), head = sd['grids'][st.level], 'mean of heads' if st.head < 0 else f"head {st.head}"
-        im = ax_img.imshow(view['overlay_up'], cmap='inferno', alpha=0.6, interpolation='nearest')   # own min..max: the colourbar says how flat
-        im.set_label('attention'); fig.colorbar(im, ax=ax_img, shrink=0.8)
+        rel, lo, hi = overlay_scale(view)
+        im = ax_img.imshow(rel, cmap='inferno', alpha=0.6, interpolation='nearest', vmin=lo, vmax=hi)
+        im.set_label('attention')
+        cb = fig.colorbar(im, ax=ax_img, shrink=0.8)
+        cb.set_label(f"attention / uniform (1/{round(1 / view['uniform'])})\ncolours: this level's min-max", fontsize=7)
         share = view['level_mass'][int(np.flatnonzero(sd['steps'] == view['query'])[0])]
-        ax_img.set_title(f"level {st.level} ({h}x{w}), {head}\nhour {view['query']} attends ({share:.0%} on this level)", fontsize=9)
+        ax_img.set_title(f"level {st.level} ({h}x{w}), {head}\nhour {view['query']}: {share:.0%} on this level, {lo:.3g}-{hi:.3g}x uniform", fontsize=9)
     else: ax_img.set_title('no attention', fontsize=9, color='crimson')
     if view['attribution'] is not None:
         im = ax_ig.imshow(view['attribution'], cmap='viridis', alpha=0.6, interpolation='nearest'); im.set_label('attribution')
@@ -340,3 +354,34 @@ def inspect_attention(learn_or_model,        # a fastai `Learner` or a model
     return Inspector(learn_or_model, dls, split, **kwargs)
 
 inspect = inspect_attention   # the short name; the module is `inspector` so the stdlib's `inspect` stays reachable
+
+# %% ../../nbs/50_inspect.attention.ipynb #9c3c51bb
+def inspector_config() -> HANCrossConfig:
+    "The CPU HANCross with every pyramid level at its own resolution (`token_grid=0`: one token per position)"
+    return replace(HANCrossConfig.cpu(), token_grid=0)
+
+# %% ../../nbs/50_inspect.attention.ipynb #7420d877
+def demo_data(path=None,        # dataset directory; default: the embedded market (`data_dir('nft_market')`), generated when missing
+              *, tiny_root=None, # where a fallback tiny dataset goes (default: a new temporary folder)
+             ) -> Path:
+    "The demo's dataset: `path`, or the embedded market (generated when missing), or, when that fails, a tiny one and a line saying so"
+    if path:
+        if not is_dataset(path): raise BadInput(f"{path}: not a hancross dataset (no metadata.json and samples.csv)")
+        return Path(path)
+    p = data_dir('nft_market')
+    if is_dataset(p): return p
+    print(f"{p} not found: generating the embedded market there (what hancross-generate does, about 10 s)")
+    try: return generate_market(p)
+    except Exception as e:   # any reason generation is impossible (a path in the way, read-only disk, a missing package)
+        tiny = tiny_dataset(Path(tiny_root or tempfile.mkdtemp())/'tiny', n_sales=120)
+        print(f"FALLBACK: the demo uses a tiny synthetic dataset (120 sales per collection, 8 px images), not the embedded market: "
+              f"{p} is missing and could not be generated ({type(e).__name__}: {e}); its model and attention mean little")
+        return tiny
+
+def validation_r2(model:nn.Module, dls, split:str='val') -> dict:
+    "R2 of `model` on `split`: `log_price` and `premium` (over the market level the data anchors to), and `n` sales"
+    s = split_summary(model, dls, split, max_samples=10**9)
+    ds = dls.loaders[SPLITS.index(split)].dataset
+    anchor = ds.untarget(np.zeros(len(s['pred'])), np.arange(len(s['pred'])))   # 0 in absolute mode
+    return dict(log_price=float(regression_metrics(s['pred'], s['target'])['r2']),
+                premium=float(regression_metrics(s['pred'] - anchor, s['target'] - anchor)['r2']), n=len(s['pred']))

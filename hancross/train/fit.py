@@ -23,18 +23,20 @@ from .retrieval import RETRIEVAL, evaluate_checkpoint as evaluate_retrieval
 from .video import VIDEO
 
 # %% auto #0
-__all__ = ['TASKS', 'fit', 'hancross_train', 'hancross_evaluate', 'hancross_train_retrieval', 'hancross_eval_retrieval',
-           'hancross_train_video']
+__all__ = ['TASKS', 'DATASET_MAKERS', 'missing_dataset', 'fit', 'hancross_train', 'hancross_evaluate', 'hancross_train_retrieval',
+           'hancross_eval_retrieval', 'hancross_train_video']
 
 # %% ../../nbs/25_train.fit.ipynb #3f5e73b9
 TASKS = {t.name: t for t in (MARKET, RETRIEVAL, VIDEO)}   # the registry's task name -> how it trains
 
-def _made_by(data) -> str:
-    "A hint naming the command that writes the default dataset `data`, if it is one"
-    makers = {'data/nft_market': 'hancross-generate --out data/nft_market', 'data/punks_trimodal': 'hancross-build-trimodal',
-              'data/video_traits': 'hancross-generate-video'}
-    m = makers.get(Path(data).as_posix())
-    return f" (make it with `{m}`, or pass --data_dir)" if m else ""
+DATASET_MAKERS = {'data/nft_market': 'hancross-generate --out data/nft_market (about 10 s)',   # default dataset -> the command that makes it
+                  'data/punks_trimodal': 'hancross-build-trimodal --out data/punks_trimodal',
+                  'data/video_traits': 'hancross-generate-video --out data/video_traits'}
+
+def missing_dataset(data) -> str:
+    "The one line for a missing dataset folder `data`: which command makes it, when it is a default one"
+    m = DATASET_MAKERS.get(Path(data).as_posix())
+    return f"{data}: dataset directory not found" + (f": make it with {m}, or pass --data_dir" if m else "")
 
 def _check_experiment(exp:Path, cfg:Config, resume:bool):
     "Refuse, before anything is written, an experiment that exists (without resume) or a resume that cannot continue `cfg`"
@@ -69,7 +71,7 @@ def fit(cfg:Config,                  # resolved config: model (its registry name
     "Train `cfg`'s model into `out_dir/experiment` through its task; returns the best model's metrics (also in metrics.json)"
     task = TASKS[cfg.task]
     data = Path(data_dir or cfg.data.data_dir)
-    if not data.is_dir(): raise BadInput(f"{data}: dataset directory not found{_made_by(data)}")
+    if not data.is_dir(): raise BadInput(missing_dataset(data))
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data)))   # checkpoints name their data
     exp, rank = Path(out_dir)/experiment, int(os.environ.get('RANK', 0))
     if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not task.distributed:
@@ -163,12 +165,12 @@ def _callbacks(cfg:Config, patience=0, tensorboard=False, exp=None, **market) ->
 # %% ../../nbs/25_train.fit.ipynb #44859e38
 @call_parse
 @cli_guard
-def hancross_train(config:str=None,                # YAML config; its model.name (any registry name, cman and video included) chooses the task
+def hancross_train(config:str=None,                # YAML config (its model.name, any registry name, chooses the task); required
                    data_dir:str=None,              # dataset directory (default: the config's data.data_dir)
-                   experiment_name:str='run',      # experiments/<name>/ holds everything the run writes
-                   out_dir:str='experiments',      # parent of experiment directories
+                   experiment_name:str='run',      # <out>/<experiment_name>/ holds everything the run writes
+                   out:str='experiments',          # parent of experiment directories
                    epochs:int=None,                # overrides training.num_epochs
-                   resume:store_true=False,        # continue from experiments/<name>/last.pth
+                   resume:store_true=False,        # continue from <out>/<experiment_name>/last.pth
                    seed:int=None,                  # overrides training.seed
                    bs:int=None,                    # overrides training.batch_size
                    lr:float=None,                  # overrides training.learning_rate
@@ -181,7 +183,7 @@ def hancross_train(config:str=None,                # YAML config; its model.name
                    initial_volatility:float=None,  # ... quantile of train volatility admitted at the first epoch (default 0.1)
                    final_volatility:float=None,    # ... and at the last (default 1.0: all)
                    patience:int=0,                 # early stopping patience in epochs on the task's monitored value (0: off)
-                   tensorboard:store_true=False,   # also log to experiments/<name>/tb
+                   tensorboard:store_true=False,   # also log to <out>/<experiment_name>/tb
                    quiet:store_true=False,         # no progress bars
                   ):
     "Train any registered model (market, CMAN retrieval or video) from its YAML config with a fastai Learner (market under torchrun: DDP)"
@@ -192,10 +194,10 @@ def hancross_train(config:str=None,                # YAML config; its model.name
     if cfg.task != 'market' and (beta is not None or regularization_weight is not None):
         raise BadInput(f"--{'beta' if beta is not None else 'regularization_weight'} applies to market models only, not to model '{cfg.model_name}'")
     cfg = _override(cfg, num_epochs=epochs, seed=seed, batch_size=bs, learning_rate=lr, beta=beta, mi_weight=regularization_weight)
-    cbs = _callbacks(cfg, patience, tensorboard, Path(out_dir)/experiment_name, start_level=start_level, end_level=end_level,
+    cbs = _callbacks(cfg, patience, tensorboard, Path(out)/experiment_name, start_level=start_level, end_level=end_level,
                      epochs_per_level=epochs_per_level, volatility_schedule=volatility_schedule,
                      initial_volatility=initial_volatility, final_volatility=final_volatility)
-    res = fit(cfg, data_dir, experiment_name, out_dir, cbs=cbs, resume=resume, quiet=quiet)
+    res = fit(cfg, data_dir, experiment_name, out, cbs=cbs, resume=resume, quiet=quiet)
     if res: print(json.dumps({k: res[k] for k in ('model', 'task', 'experiment', 'valid', 'test') if k in res}, default=float))
 
 # %% ../../nbs/25_train.fit.ipynb #9a911c9c
@@ -207,62 +209,63 @@ def _write_table(t:pd.DataFrame, f:Path):
 
 @call_parse
 @cli_guard
-def hancross_evaluate(model_path:str=None,         # checkpoint (best_model.pth or last.pth) of any task; required
+def hancross_evaluate(checkpoint:str=None,         # checkpoint (best_model.pth or last.pth) of any task; required
                       data_dir:str=None,           # dataset directory; required
-                      output_dir:str='results/evaluation', # where metrics.json and predictions.csv (retrieval: retrieval_<split>.csv) go
+                      out:str='results/evaluation', # where metrics.json and predictions.csv (retrieval: retrieval_<split>.csv) go
                       metrics:Param('metrics to report (market)', str, nargs='+')=None,
                       split:str='test',            # train, val or test
                      ):
     "Evaluate a checkpoint on a dataset split: writes metrics.json and predictions.csv (retrieval: the table of every direction)"
-    if model_path is None or data_dir is None: raise BadInput("--model_path and --data_dir are required")
-    task = load_checkpoint(model_path)['task']
+    if checkpoint is None or data_dir is None: raise BadInput("--checkpoint and --data_dir are required")
+    task = load_checkpoint(checkpoint)['task']
     if task == 'retrieval':
-        t = evaluate_retrieval(model_path, data_dir, split)
-        _write_table(t, Path(output_dir)/f"retrieval_{split}.csv")
+        t = evaluate_retrieval(checkpoint, data_dir, split)
+        _write_table(t, Path(out)/f"retrieval_{split}.csv")
         return print(t.round(2).to_string(index=False))
-    if task != 'market': raise BadInput(f"{model_path}: evaluating a {task} checkpoint is not supported by hancross-evaluate; its run wrote metrics.csv")
-    print(json.dumps(evaluate_market(model_path, data_dir, output_dir, metrics or METRICS, split)))
+    if task != 'market': raise BadInput(f"{checkpoint}: evaluating a {task} checkpoint is not supported by hancross-evaluate; its run wrote metrics.csv")
+    print(json.dumps(evaluate_market(checkpoint, data_dir, out, metrics or METRICS, split)))
 
 # %% ../../nbs/25_train.fit.ipynb #c309b542
 @call_parse
 @cli_guard
 def hancross_train_retrieval(config:str='configs/cman_cpu.yaml',   # run config (model: and training:)
                              data_dir:str='data/punks_trimodal',   # a retrieval dataset (hancross-build-trimodal)
-                             output_dir:str='experiments/cman',    # the experiment folder: checkpoints, history, test table
+                             out:str='experiments/cman',           # the experiment folder: checkpoints, history, test table
                              epochs:int=None,                      # overrides training.num_epochs
-                             batch_size:int=None,                  # overrides training.batch_size
+                             bs:int=None,                          # overrides training.batch_size
                              quiet:store_true=False):              # no progress bars
     "Train CMAN on a retrieval dataset (the seed's `run_train.py`): `hancross-train` with a CMAN config"
-    cfg = _override(load_config(config), num_epochs=epochs, batch_size=batch_size)
+    cfg = _override(load_config(config), num_epochs=epochs, batch_size=bs)
     if cfg.task != 'retrieval': raise BadInput(f"{config}: model '{cfg.model_name}' is not a retrieval model")
-    out = Path(output_dir)
+    out = Path(out)
     res = fit(cfg, data_dir, out.name, out.parent, quiet=quiet)
     print(pd.DataFrame(res['test']).T.round(2).to_string()); print(f"saved {out/'best_model.pth'}")
 
 @call_parse
 @cli_guard
 def hancross_eval_retrieval(checkpoint:str=None,                 # best_model.pth of a CMAN run; required
-                            data_dir:str='data/punks_trimodal',
+                            data_dir:str='data/punks_trimodal',  # a retrieval dataset (hancross-build-trimodal)
                             split:str='test',                    # train, val or test
-                            output_dir:str=None):                # where to write retrieval_<split>.csv (default: beside the checkpoint)
+                            out:str=None):                       # where to write retrieval_<split>.csv (default: beside the checkpoint)
     "Evaluate a CMAN checkpoint: R@1/5/10 and median rank in all six directions, and with a modality missing (the seed's `run_eval.py`)"
     if checkpoint is None: raise BadInput("--checkpoint is required")
+    if not Path(data_dir).is_dir(): raise BadInput(missing_dataset(data_dir))
     t = evaluate_retrieval(checkpoint, data_dir, split)
-    _write_table(t, Path(output_dir or Path(checkpoint).parent)/f"retrieval_{split}.csv"); print(t.round(2).to_string(index=False))
+    _write_table(t, Path(out or Path(checkpoint).parent)/f"retrieval_{split}.csv"); print(t.round(2).to_string(index=False))
 
 @call_parse
 @cli_guard
 def hancross_train_video(data_dir:str=None,   # a First Impressions-layout folder (e.g. from hancross-generate-video); required
                          fusion:str='xattn',  # xattn, concat, static, dynamic or mean_frame
                          epochs:int=15,       # epochs
-                         size:int=32,         # face crop side
+                         image_size:int=32,   # face crop side in pixels
                          seed:int=0,          # random seed
-                         out_dir:str='experiments/video',   # the experiment folder: checkpoints, history, metrics.csv
+                         out:str='experiments/video',       # the experiment folder: checkpoints, history, metrics.csv
                         ):
     "Train a CPU-sized video model; print per-trait MAE, ChaLearn accuracy and R2: `hancross-train` with `cpu_config(fusion)`"
     if data_dir is None: raise BadInput("--data_dir is required")
     if fusion not in ('xattn', 'concat', 'static', 'dynamic', 'mean_frame'): raise BadInput(f"--fusion '{fusion}' is not one of xattn, concat, static, dynamic, mean_frame")
-    if size < 1: raise BadInput(f"--size must be at least 1, got {size}")
-    cfg = task_config('video', model=video_cpu_config(fusion, frame_size=size), num_epochs=epochs, seed=seed)
-    out = Path(out_dir); res = fit(cfg, data_dir, out.name, out.parent, quiet=True)
+    if image_size < 1: raise BadInput(f"--image_size must be at least 1, got {image_size}")
+    cfg = task_config('video', model=video_cpu_config(fusion, frame_size=image_size), num_epochs=epochs, seed=seed)
+    out = Path(out); res = fit(cfg, data_dir, out.name, out.parent, quiet=True)
     print(pd.DataFrame(res['traits']).T.round(4).to_string())

@@ -18,7 +18,7 @@ from fastcore.script import call_parse, store_true
 from ..core import BadInput, cli_guard, config_to_dict, evaluating, seed_everything, os_error_line
 from ..models.registry import Config, MODELS, load_config, task_config
 from .core import InFit, write_file_atomic
-from .fit import TASKS
+from .fit import TASKS, missing_dataset
 
 # %% auto #0
 __all__ = ['SHARED_SPACE', 'SEARCH_SPACES', 'SPACE_NOTES', 'with_params', 'ReportToOptuna', 'valid_loss', 'train_on_validation',
@@ -239,7 +239,7 @@ def tune(name:str,                 # registry name of the model
         if not isinstance(v, int) or v < 1: raise BadInput(f"{k} must be at least 1, got {v}")
     if patience < 0: raise BadInput(f"patience must be >= 0, got {patience}")
     data = Path(data_dir or base.data.data_dir)
-    if not data.is_dir(): raise BadInput(f"{data}: dataset directory not found")
+    if not data.is_dir(): raise BadInput(missing_dataset(data))
     task, user_base = TASKS[base.task], config_to_dict(base)
     base = base.with_training(num_epochs=max_epochs, seed=seed)
     try:

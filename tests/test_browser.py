@@ -7,11 +7,9 @@ import os, socket, subprocess, sys, tempfile, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 import pytest
+from chromium import CHROMIUM, FLAGS, need_browser
 
-CHROMIUM  = Path('/usr/bin/chromium')
 ARTIFACTS = Path(__file__).parent/'artifacts'/'browser'
-FLAGS     = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-             '--disable-component-update', '--disable-sync', '--no-proxy-server']
 TIMEOUT_S = 150   # the whole browser session: server start, kernel start, the notebook, two re-renders
 
 NOTEBOOK_CELL = """\
@@ -25,17 +23,6 @@ dls = hancross_dls(tiny_dataset(Path('tiny'), n_sales=120), bs=16)
 seed_everything(0)
 w = inspect_attention(HANCross(inspector_config(), dls.spec), dls, dpi=60)
 w"""
-
-def _need_browser():
-    "Skip (or fail, when CI sets HANCROSS_REQUIRE_BROWSER=1) without Debian's Chromium or the playwright package"
-    why = None
-    if not CHROMIUM.exists(): why = f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"
-    else:
-        try: import playwright.sync_api  # noqa: F401
-        except ImportError: why = "the playwright Python package is missing (pip install playwright; no browser download needed)"
-    if why is None: return
-    if os.environ.get('HANCROSS_REQUIRE_BROWSER') == '1': pytest.fail(f"browser test required but {why}")
-    pytest.skip(why)
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -75,7 +62,7 @@ def _write_notebook(root:Path, name:str, source:str):
 @pytest.fixture
 def lab(tmp_path):
     "JupyterLab on 127.0.0.1 (free port, no token, no news/update checks) serving a root with the test notebook"
-    _need_browser()
+    need_browser()
     root = tmp_path/'root'; root.mkdir()
     _write_notebook(root, 'inspector.ipynb', NOTEBOOK_CELL); _write_notebook(root, 'retrieval_demo.ipynb', DEMO_CELL)
     port, home = _free_port(), tmp_path/'jupyter'

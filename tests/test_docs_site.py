@@ -13,12 +13,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 import pytest
+from chromium import CHROMIUM, FLAGS, need_browser
 
 ROOT      = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).parent/'artifacts'/'docs'
-CHROMIUM  = Path('/usr/bin/chromium')
-FLAGS     = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-             '--disable-component-update', '--disable-sync', '--no-proxy-server']
 API_PAGE  = '03_data.synthetic.html'   # the simulator's equations, its API and its executed market figure
 LOCAL     = ('127.0.0.1', 'localhost', '')
 
@@ -99,16 +97,6 @@ def test_pages_hold_what_a_reader_needs(site):
     assert 'hancross-generate' in cli and '--out' in cli and 'Call self as a function' not in cli
 
 # ---- in a browser
-def _need_browser():
-    why = None
-    if not CHROMIUM.exists(): why = f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)"
-    else:
-        try: import playwright.sync_api  # noqa: F401
-        except ImportError: why = "the playwright Python package is missing (pip install playwright; no browser download needed)"
-    if why is None: return
-    if os.environ.get('HANCROSS_REQUIRE_BROWSER') == '1': pytest.fail(f"browser test required but {why}")
-    pytest.skip(why)
-
 @pytest.fixture(scope='module')
 def served(site):
     "The site over HTTP on loopback (a free port)"
@@ -121,7 +109,7 @@ def served(site):
     finally: srv.shutdown(); srv.server_close()
 
 def test_site_in_chromium(served):
-    _need_browser()
+    need_browser()
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     requests, outside, report = [], [], {}

@@ -94,6 +94,7 @@ VOCABULARY = {   # every flag of every command -> its one meaning
     'threads': 'torch intra-op threads',
     'scaling_sales': 'dataset sizes in sales for the scaling benchmark (0: skip)',
     'max_epoch_sales': 'skip the one-epoch run above this many sales',
+    'max_epoch_batches': 'time only this many training batches of a larger scaling epoch (projected to the whole)',
     'model_configs': 'which model configs: cpu or reference',
     'modes': 'inference and/or train',
     # runs

@@ -15,7 +15,7 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['PATH_ERRORS', 'USER_OS_ERRORS', 'PROJECT_ROOT', 'BadInput', 'os_error_line', 'cli_guard', 'from_dict', 'read_yaml',
            'DataSpec', 'TrainConfig', 'DataConfig', 'config_to_dict', 'seed_everything', 'data_dir', 'get_device',
-           'evaluating', 'unwrap', 'model_device']
+           'tune_malloc', 'evaluating', 'unwrap', 'model_device']
 
 # %% ../nbs/00_core.ipynb #ddf8bb23
 class BadInput(Exception):
@@ -220,6 +220,15 @@ def get_device(prefer:str='auto') -> torch.device:
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #944227ec
+def tune_malloc(mmap_mb:int=64, trim_mb:int=256, top_pad_mb:int=64) -> bool:
+    "glibc: serve blocks up to `mmap_mb` from the heap and keep `trim_mb` of freed memory for reuse (no page faults per step); False elsewhere"
+    import ctypes
+    try: mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError): return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    return all(mallopt(c, mb << 20) == 1 for c, mb in ((M_MMAP_THRESHOLD, mmap_mb), (M_TRIM_THRESHOLD, trim_mb), (M_TOP_PAD, top_pad_mb)))
 
 # %% ../nbs/00_core.ipynb #229052af
 @contextmanager

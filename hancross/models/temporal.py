@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['TemporalConfig', 'receptive_field', 'CausalConv1d', 'TemporalBlock', 'TemporalEncoder', 'MeanPoolEncoder']
+__all__ = ['TemporalConfig', 'receptive_field', 'CausalConv1d', 'bits_keep', 'BitsDropout', 'TemporalBlock', 'TemporalEncoder',
+           'MeanPoolEncoder']
 
 # %% ../../nbs/11_models.temporal.ipynb #8fb9ae3e
 @dataclass
@@ -34,12 +35,31 @@ class CausalConv1d(nn.Module):
         self.conv = nn.Conv1d(ni, nf, kernel, dilation=dilation)
     def forward(self, x): return self.conv(F.pad(x, (self.pad, 0)))  # left-pad only
 
+# %% ../../nbs/11_models.temporal.ipynb #ccd28678
+def bits_keep(x, k:int):
+    "Multiplier per element of `x`: 0 with probability `k/65536`, else `65536/(65536-k)`; one int64 draw per four elements"
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)  # the full range: all 64 bits uniform (`random_()` keeps the sign bit 0)
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= k - 32768
+    return torch.where(keep, 65536 / (65536 - k), 0.).to(x.dtype)
+
+class BitsDropout(nn.Module):
+    "Dropout whose mask comes from 16 random bits per element: drop probability `round(p*65536)/65536`, survivors scaled to keep the mean"
+    def __init__(self, p:float=0.):
+        super().__init__()
+        if not 0 <= p < 1: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p, self.k = p, round(p * 65536)   # k of the 65536 bit patterns drop
+    def extra_repr(self): return f'p={self.p}'
+    def forward(self, x):
+        if not self.training or self.k == 0: return x   # no random numbers drawn, as `nn.Dropout(0)`
+        return x * bits_keep(x, self.k)
+
 # %% ../../nbs/11_models.temporal.ipynb #4f242638
 class TemporalBlock(nn.Module):
     "Pre-norm residual block around one causal dilated conv; `(b, t, c) -> (b, t, c)`"
     def __init__(self, dim:int, kernel:int, dilation:int, *, p:float=0.):
         super().__init__()
-        self.norm, self.conv, self.drop = nn.LayerNorm(dim), CausalConv1d(dim, dim, kernel, dilation), nn.Dropout(p)
+        self.norm, self.conv, self.drop = nn.LayerNorm(dim), CausalConv1d(dim, dim, kernel, dilation), BitsDropout(p)
     def forward(self, x):
         h = self.conv(self.norm(x).transpose(1, 2)).transpose(1, 2).contiguous()   # (b, t, c); contiguous: GELU and dropout backward are ~30% of a step on strided views
         return x + self.drop(F.gelu(h))

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch, torch.nn as nn
-from ..core import BadInput, get_device, TrainConfig, DataConfig, unwrap, model_device, evaluating
+from ..core import BadInput, get_device, TrainConfig, DataConfig, unwrap, model_device, evaluating, tune_malloc
 from ..data.dataset import hancross_dls, MarketData, period_split
 from ..models.fusion import capture_aux, MINE
 from ..models.baselines import ClosedForm
@@ -124,6 +124,7 @@ def hancross_learner(dls,               # from `hancross_dls`
     if model is None: model = get_model(model_name or cfg.model_name, cfg.model, dls.spec)
     elif not isinstance(model, nn.Module): model = model(dls.spec)   # a factory, called after seeding
     tc = cfg.training
+    tune_malloc()                                                   # reuse freed activations (no page faults per step)
     aux = AuxLoss(beta=tc.beta, mi_weight=tc.mi_weight, kind=tc.loss)
     std_cbs = [aux] + ([GradientClip(tc.gradient_clip_norm)] if tc.gradient_clip_norm > 0 else [])
     learn = Learner(dls, model, loss_func=regression_loss(tc.loss), opt_func=partial(Adam, wd=tc.weight_decay, decouple_wd=True),

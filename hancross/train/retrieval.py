@@ -16,7 +16,7 @@ from fastai.callback.schedule import *  # noqa: F401,F403  (fit_one_cycle)
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.optimizer import Adam
-from ..core import BadInput, TrainConfig
+from ..core import BadInput, TrainConfig, tune_malloc
 from ..data.trimodal import Retrieval, read_retrieval
 from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table
 from ..models.registry import Config
@@ -101,6 +101,7 @@ class HardestAfter(Callback):
 def cman_learner(dls, c:CMANConfig, tc:TrainConfig, model=None, cbs=None, path='.') -> Learner:
     "A fastai `Learner` for CMAN with the max-margin loss and mean R@5 on the validation split"
     model = model or CMAN(c)
+    tune_malloc()
     warm = [HardestAfter(tc.warmup_epochs)] if c.hardest and tc.warmup_epochs else []
     clip = [GradientClip(tc.gradient_clip_norm)] if tc.gradient_clip_norm > 0 else []
     return Learner(dls, model, loss_func=MaxMarginLoss(c.margin, c.hardest), opt_func=partial(Adam, wd=tc.weight_decay, decouple_wd=True),

@@ -16,7 +16,7 @@ from fastai.optimizer import Adam
 from fastai.metrics import AccumMetric
 from fastai.callback.schedule import *  # noqa: F401,F403  (fit_one_cycle)
 from fastai.callback.training import GradientClip
-from ..core import BadInput, seed_everything
+from ..core import BadInput, seed_everything, tune_malloc
 from ..data.video import TRAITS, load_clips
 from ..models.video import VideoModelConfig, video_model, cpu_config
 from ..models.registry import Config, get_model
@@ -100,6 +100,7 @@ def video_learner(dls,                   # from `video_dls`
                  ) -> Learner:
     "A fastai `Learner` (MSE, Adam with decoupled weight decay) for the video model `c`"
     if model is None: seed_everything(seed); model = video_model(c)
+    tune_malloc()
     return Learner(dls, model, loss_func=regression_loss('mse'), lr=lr, opt_func=partial(Adam, wd=wd, decouple_wd=True),
                    metrics=video_metrics(), cbs=cbs, path=path)
 

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_data.dataset.ipynb #4efa48c2
 from __future__ import annotations
-import copy, errno, glob, json, os, random, shutil, socket, tempfile
+import copy, errno, functools, glob, json, os, random, shutil, socket, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -337,13 +337,14 @@ def window_stats(w:torch.Tensor,   # raw (b, T, F) windows
                 ) -> tuple:
     "`(volatility, level)` of raw windows, each `(b,)`: the std of the hourly `log_price` changes, and the market level at the sale"
     lp = w[..., features.index('log_price') if 'log_price' in features else 0]        # (b, T)
-    level = w[:, -1, features.index('level')] if 'level' in features else lp[:, -RECENT_BARS:].median(dim=1).values
+    level = w[:, -1, features.index('level')].clone() if 'level' in features else lp[:, -RECENT_BARS:].median(dim=1).values   # clone: a view would keep all of `w` alive
     return lp.diff(dim=1).std(dim=1), level
 
 @torch.no_grad()
 def _window_stats(md:MarketData, bs:int=4096):
-    vol, level = zip(*[window_stats(md.windows(torch.arange(i, min(i + bs, len(md.df)))), md.features) for i in range(0, len(md.df), bs)])
-    return torch.cat(vol), torch.cat(level)
+    n = len(md.df); vol, level = torch.empty(n), torch.empty(n)   # allocated first: no small result above the freed chunks, so the heap shrinks back
+    for i in range(0, n, bs): vol[i:i + bs], level[i:i + bs] = window_stats(md.windows(torch.arange(i, min(i + bs, n))), md.features)
+    return vol, level
 
 def _meta_features(self:MarketData):
     df = self.df
@@ -358,13 +359,16 @@ def _meta_features(self:MarketData):
     a = self.anchor[order]
     self.last_anchor = np.empty(len(df)); self.last_anchor[order] = np.where(same, np.r_[np.nan, a[:-1]], np.nan)
     traits = df['traits'].fillna('') if 'traits' in df else pd.Series([''] * len(df))
-    lists = [[t for t in s.split(';') if t] for s in traits]
+    code, sets = pd.factorize(traits.astype(str), sort=True)         # one row per distinct trait set: memory bounded by tokens, not sales
+    lists = [[t for t in s.split(';') if t] for s in sets]
     self.trait_names = sorted({t for l in lists for t in l})
     ti = {t:i for i,t in enumerate(self.trait_names)}
-    th = np.zeros((len(df), len(ti)), dtype=np.float32)
+    th = np.zeros((len(sets), len(ti)), dtype=np.float32)
     for r,l in enumerate(lists): th[r, [ti[t] for t in l]] = 1
-    self.traits = torch.from_numpy(th)
+    self.trait_table, self.trait_code = torch.from_numpy(th), torch.from_numpy(code.astype(np.int64))
 MarketData._meta_features = _meta_features
+MarketData.traits = property(lambda self: self.trait_table[self.trait_code],
+                             doc="Trait multi-hot `(n_samples, n_traits)`, built on demand from `trait_table` rows (`trait_code`)")
 
 # %% ../../nbs/01_data.dataset.ipynb #4779336b
 def target_mode(stats:dict) -> str:
@@ -430,13 +434,13 @@ def load_stats(md:MarketData, target:str='premium') -> dict:
 
 # %% ../../nbs/01_data.dataset.ipynb #dd50776b
 def _align_traits(md:MarketData, stats:dict) -> torch.Tensor:
-    "Trait multi-hot in the column order of `stats['trait_names']` (a checkpoint's vocabulary); unknown traits dropped"
+    "`md.trait_table` in the column order of `stats['trait_names']` (a checkpoint's vocabulary); unknown traits dropped; rows index by `md.trait_code`"
     names = stats.get('trait_names', md.trait_names)
-    if names == md.trait_names: return md.traits
+    if names == md.trait_names: return md.trait_table
     pos = {t:i for i,t in enumerate(md.trait_names)}
-    out = torch.zeros(len(md.df), len(names))
+    out = torch.zeros(len(md.trait_table), len(names))
     for j,t in enumerate(names):
-        if t in pos: out[:, j] = md.traits[:, pos[t]]
+        if t in pos: out[:, j] = md.trait_table[:, pos[t]]
     return out
 
 # %% ../../nbs/01_data.dataset.ipynb #2105dd2c
@@ -473,16 +477,22 @@ class MarketBatches:
         self.md, self.idx, self.s = md, torch.as_tensor(np.asarray(idx, dtype=np.int64)), stats
         self.mode, tm, ts = target_mode(stats), stats['target_mean'], stats['target_std']
         if self.mode not in TARGETS: raise BadInput(f"statistics name an unknown target mode {self.mode!r}; expected one of {TARGETS}")
-        self.traits, self.off = _align_traits(md, stats), anchor_offset(stats, md.recent_median)
-        _, _, self.vol, self.meta = sale_inputs(stats, traits=self.traits, last_sale=md.last_sale, last_anchor=md.last_anchor,
-                                                vol=md.volatility, level=md.recent_median)   # every sample's, for analyses
+        self.trait_table, self.off = _align_traits(md, stats), anchor_offset(stats, md.recent_median)
+        self.vol = (md.volatility - stats['vol_mean']) / stats['vol_std']       # every sample's (as `sale_inputs` makes it)
         self.y = (torch.from_numpy(md.df['target'].to_numpy(np.float32)) - self.off - tm) / ts
     def __len__(self): return len(self.idx)
     def __getitem__(self, i): return self.batch([i])
+    @property
+    def traits(self) -> torch.Tensor: return self.trait_table[self.md.trait_code]   # every sample's aligned multi-hot, on demand
+    @functools.cached_property
+    def meta(self) -> torch.Tensor:
+        "Every sample's meta features `(n_samples, 3 + n_traits)`, for analyses: built on first use (4 bytes per trait per sale), never by training"
+        md = self.md
+        return sale_inputs(self.s, traits=self.traits, last_sale=md.last_sale, last_anchor=md.last_anchor, vol=md.volatility, level=md.recent_median)[3]
     def inputs(self, i) -> tuple:
         "`sale_inputs` of samples `i` (dataset indices) from their raw parts"
         md, n = self.md, i.numpy()
-        return sale_inputs(self.s, md.images[md.img_idx[i]], md.windows(i), md.features, self.traits[i], md.last_sale[n],
+        return sale_inputs(self.s, md.images[md.img_idx[i]], md.windows(i), md.features, self.trait_table[md.trait_code[i]], md.last_sale[n],
                            md.last_anchor[n], vol=md.volatility[i], level=md.recent_median[i])
     def batch(self, b):
         "`(img, series, vol, meta, y)` for positions `b` of this split"

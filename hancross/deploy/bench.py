@@ -297,7 +297,8 @@ def bench_epochs(dls, models, step_rows:list=(), max_batches:int=None, device='c
     return rows
 
 def bench_scaling(sizes=(1000, 10000, 50000, 167492), work_dir=None, max_epoch_sales:int=None, seed:int=0,
-                  max_epoch_batches:int=None, # above this many training batches, time only the first this many (a partial epoch, said in `partial`)
+                  max_epoch_batches:int=None, # time only this many training batches of an epoch (a partial epoch, said in `epoch_partial`, projected)
+                  whole_epoch_sales:int=0,    # sizes up to this many sales train a whole epoch whatever `max_epoch_batches` says
                  ) -> list:
     "Seconds and peak memory (MB above what was in use before) to generate, validate, load and train one epoch at each dataset size"
     rows, work = [], Path(work_dir or tempfile.mkdtemp(prefix='hancross-bench-'))
@@ -314,7 +315,7 @@ def bench_scaling(sizes=(1000, 10000, 50000, 167492), work_dir=None, max_epoch_s
         dls = timed(r, 'load', lambda: hancross_dls(d, bs=32))
         r['samples'] = len(dls.md.df); r['train_samples'] = len(dls.train.dataset)
         if max_epoch_sales is None or n <= max_epoch_sales:
-            e = timed(r, 'epoch', lambda: one_epoch(dls, max_batches=max_epoch_batches))
+            e = timed(r, 'epoch', lambda: one_epoch(dls, max_batches=None if n <= whole_epoch_sales else max_epoch_batches))
             r['epoch_s'], r['epoch_samples_per_s'], r['epoch_partial'] = e['epoch_s'], e['samples'] / e['epoch_s'], e['partial']
             if e['partial']: r['epoch_s_projected'] = e['validation_s'] + e['train_s'] * len(dls.train) / e['batches']
         rows.append(r)
@@ -351,6 +352,7 @@ def run_bench(models=None,              # registry names (default: all)
               img_size:int=None,        # image side for the model benchmark (default: the dataset's; 224 with `reference`)
               modes=('inference', 'train'),
               max_epoch_batches:int=None, # time only this many training batches of a larger scaling epoch (projected to the whole)
+              whole_epoch_sales:int=0,    # scaling sizes up to this many sales train a whole epoch
              ) -> dict:
     "Run the benchmark and write `bench.json` and `bench.md` to `out_dir`"
     if threads: torch.set_num_threads(threads)
@@ -391,7 +393,7 @@ def run_bench(models=None,              # registry names (default: all)
             res['loader']['loader_over_training'] = res['loader']['samples_per_s'] / tr['samples_per_s']
         if sizes:
             t = time.perf_counter()
-            res['scaling'] = bench_scaling(sizes, work, max_epoch_sales, max_epoch_batches=max_epoch_batches)
+            res['scaling'] = bench_scaling(sizes, work, max_epoch_sales, max_epoch_batches=max_epoch_batches, whole_epoch_sales=whole_epoch_sales)
             log(f'scaling: {time.perf_counter() - t:.1f}s')
         if profile and 'hancross' in models: res['profile'] = profile_training(spec, device=device)
         res['status'] = status(res)

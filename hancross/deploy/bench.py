@@ -316,8 +316,9 @@ def bench_scaling(sizes=(1000, 10000, 50000, 167492), work_dir=None, max_epoch_s
         r['samples'] = len(dls.md.df); r['train_samples'] = len(dls.train.dataset)
         if max_epoch_sales is None or n <= max_epoch_sales:
             e = timed(r, 'epoch', lambda: one_epoch(dls, max_batches=None if n <= whole_epoch_sales else max_epoch_batches))
-            r['epoch_s'], r['epoch_samples_per_s'], r['epoch_partial'] = e['epoch_s'], e['samples'] / e['epoch_s'], e['partial']
+            r['epoch_s'], r['epoch_partial'] = e['epoch_s'], e['partial']
             if e['partial']: r['epoch_s_projected'] = e['validation_s'] + e['train_s'] * len(dls.train) / e['batches']
+            r['epoch_samples_per_s'] = len(dls.train) * dls.train.bs / r.get('epoch_s_projected', e['epoch_s'])   # a whole epoch's samples over its (projected) time
         rows.append(r)
         del dls; shutil.rmtree(d, ignore_errors=True)
     return rows

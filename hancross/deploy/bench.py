@@ -18,7 +18,7 @@ from ..models.registry import Config, get_model, list_models, default_config, MO
 from ..models.hancross import flops_per_sample, n_params
 from ..models.fusion import CrossModalModel, fused_attention
 from ..train.objective import market_objective
-from ..train.learner import hancross_learner
+from ..train.learner import hancross_learner, has_trainable
 from ..data.synthetic import generate_market
 from ..data.validate import validate_dataset
 from fastai.callback.core import Callback, CancelTrainException
@@ -267,17 +267,20 @@ class EpochClock(Callback):
     def after_validate(self): self._tick('validation')
     def after_fit(self): self._tick('callbacks'); self.wall = time.perf_counter() - self.t0
 
-def one_epoch(dls, cfg:Config=None, max_batches:int=None) -> dict:
-    "One quiet `fit_one_cycle` epoch (HANCross's CPU config by default) on `dls`: wall seconds, batches, samples and seconds by phase"
+def one_epoch(dls, cfg:Config=None, max_batches:int=None, model=None) -> dict:
+    "One quiet `fit_one_cycle` epoch (HANCross's CPU config by default) on `dls`: wall seconds (and projected to a whole epoch), batches, samples, seconds by phase"
     from fastcore.basics import noop
     clock = EpochClock(max_batches)
-    learn = hancross_learner(dls, cfg=cfg or cpu_config(), path=tempfile.mkdtemp(), cbs=[clock])
+    learn = hancross_learner(dls, cfg=cfg or cpu_config(), model=model, path=tempfile.mkdtemp(), cbs=[clock])
     learn.logger = noop
     with learn.no_bar(), warnings.catch_warnings():
         warnings.simplefilter('ignore'); learn.fit_one_cycle(1, learn.lr)
     train_s = sum(v for k, v in clock.secs.items() if k not in ('validation', 'setup'))
-    return {'epoch_s': clock.wall, 'batches': clock.batches, 'samples': clock.samples, 'train_s': train_s,
-            'partial': bool(max_batches) and clock.batches < len(dls.train), **{f'{k}_s': v for k, v in clock.secs.items()}}
+    partial = bool(max_batches) and clock.batches < len(dls.train)
+    whole_s = clock.secs['validation'] + train_s * len(dls.train) / clock.batches if partial else clock.wall
+    return {'epoch_s': clock.wall, 'batches': clock.batches, 'samples': clock.samples, 'train_s': train_s, 'partial': partial,
+            'whole_epoch_s': whole_s, 'whole_epoch_samples_per_s': len(dls.train) * dls.train.bs / whole_s,   # a whole epoch's samples over its (projected) time
+            **{f'{k}_s': v for k, v in clock.secs.items()}}
 
 def bench_epochs(dls, models, step_rows:list=(), max_batches:int=None, device='cpu') -> list:
     "Per trainable model: one epoch's rate (whole fit, and its training batches alone) beside its bare training step's at the loader's batch size"
@@ -285,11 +288,12 @@ def bench_epochs(dls, models, step_rows:list=(), max_batches:int=None, device='c
     for name in models:
         torch.manual_seed(0)
         cfg = Config(model=default_config(name), training=TrainConfig(batch_size=bs, learning_rate=1e-3, mixed_precision=False))
-        if not any(p.requires_grad for p in get_model(name, cfg.model, dls.spec).parameters()): continue   # closed-form models do not train
+        model = get_model(name, cfg.model, dls.spec)
+        if not has_trainable(model): continue                               # closed-form models do not train
         step = next((r for r in step_rows if r['model'] == name and r['mode'] == 'train' and r['bs'] == bs), None)
         step = step or bench_model(name, dls.spec, (bs,), ('train',), device=device)[0]
-        e = one_epoch(dls, cfg, max_batches)
-        rate = e['samples'] / e['epoch_s']
+        e = one_epoch(dls, cfg, max_batches, model=model)
+        rate = e['whole_epoch_samples_per_s']
         rows.append(dict(model=name, bs=bs, samples=e['samples'], epoch_s=e['epoch_s'], epoch_samples_per_s=rate,
                          train_samples_per_s=e['samples'] / e['train_s'], step_samples_per_s=step['samples_per_s'],
                          step_over_epoch=step['samples_per_s'] / rate, partial=e['partial'],
@@ -316,9 +320,8 @@ def bench_scaling(sizes=(1000, 10000, 50000, 167492), work_dir=None, max_epoch_s
         r['samples'] = len(dls.md.df); r['train_samples'] = len(dls.train.dataset)
         if max_epoch_sales is None or n <= max_epoch_sales:
             e = timed(r, 'epoch', lambda: one_epoch(dls, max_batches=None if n <= whole_epoch_sales else max_epoch_batches))
-            r['epoch_s'], r['epoch_partial'] = e['epoch_s'], e['partial']
-            if e['partial']: r['epoch_s_projected'] = e['validation_s'] + e['train_s'] * len(dls.train) / e['batches']
-            r['epoch_samples_per_s'] = len(dls.train) * dls.train.bs / r.get('epoch_s_projected', e['epoch_s'])   # a whole epoch's samples over its (projected) time
+            r['epoch_s'], r['epoch_partial'], r['epoch_samples_per_s'] = e['epoch_s'], e['partial'], e['whole_epoch_samples_per_s']
+            if e['partial']: r['epoch_s_projected'] = e['whole_epoch_s']
         rows.append(r)
         del dls; shutil.rmtree(d, ignore_errors=True)
     return rows

@@ -31,7 +31,8 @@ VOCABULARY = {   # every flag of every command -> its one meaning
     # what a command reads and writes
     'data_dir': 'a dataset folder to read (hancross or retrieval format; default: the embedded one, or the config\'s)',
     'out': 'where the command writes: a folder (a file for hancross-infer and hancross-export); never --out_dir/--output*',
-    'src': 'a raw folder to import (a collection, or a CMAN layout)',
+    'src': 'a raw folder to import (a collection, a CMAN layout, or a Flickr8k Audio copy as published)',
+    'layout': 'the layout of --src (auto: detected from what it holds)',
     'history': 'a CryptoPunks JSON-lines transaction history to import',
     'images': 'a folder of images to import, one per token',
     'attributes': 'a traits file (CSV or JSON) to import',
@@ -101,6 +102,7 @@ VOCABULARY = {   # every flag of every command -> its one meaning
     'profile': 'the reproduction profile: smoke, full or paper (never a profiler: that is --profiler)',
     'only': 'run only the notebooks whose label contains one of these',
     'force': 'redo (and replace) what exists',
+    'check': 'exit 1 when a regenerated table moved beyond its stated tolerance from the committed one',
     'quiet': 'no progress bars',
     'verbose': 'a line per step and progress bars',
 }

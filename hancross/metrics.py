@@ -63,10 +63,13 @@ def retrieval_table(emb:dict,            # name -> (n, d) embeddings, rows align
                     ks=(1, 5, 10),
                     dedupe=('image',),   # names with one entry per item: they keep the first row per item
                     directions=None,     # [(query, gallery), ...]; default every ordered pair of `emb`'s names
+                    match=None,          # (n,) what makes a gallery row correct for a query: the same `match` value (default: the same item)
                    ) -> pd.DataFrame:
     "R@K and median rank per direction (six for three modalities); queries and galleries keep every row unless deduplicated"
     items = np.asarray(items); first = np.unique(items, return_index=True)[1]
-    pick = lambda m: (emb[m][first], items[first]) if m in dedupe else (emb[m], items)
+    match = items if match is None else np.asarray(match)
+    assert len(match) == len(items), "one match label per row"
+    pick = lambda m: (emb[m][first], match[first]) if m in dedupe else (emb[m], match)
     rows = []
     for a, b in directions or list(itertools.permutations(emb, 2)):
         (qa, qi), (gb, gi) = pick(a), pick(b)
@@ -76,8 +79,8 @@ def retrieval_table(emb:dict,            # name -> (n, d) embeddings, rows align
 
 def _np(x): return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
-def chance_table(items, ks=(1, 5, 10), n:int=20, seed:int=0) -> pd.DataFrame:
-    "The same table for random embeddings, averaged over `n` draws: what no learning gives"
+def chance_table(items, ks=(1, 5, 10), n:int=20, seed:int=0, match=None) -> pd.DataFrame:
+    "The same table for random embeddings, averaged over `n` draws: what no learning gives (under the same `match` rule)"
     rng, items = np.random.default_rng(seed), np.asarray(items)
-    ts = [retrieval_table({m: rng.standard_normal((len(items), 8)) for m in MODALITIES}, items, ks) for _ in range(n)]
+    ts = [retrieval_table({m: rng.standard_normal((len(items), 8)) for m in MODALITIES}, items, ks, match=match) for _ in range(n)]
     return pd.concat(ts).groupby('direction', sort=False).mean().reset_index()

@@ -251,7 +251,8 @@ def bad(tmp_path_factory, data):
     (t/'zero'/'samples.csv').write_text((t/'zero'/'samples.csv').read_text().splitlines()[0] + '\n')   # a header, no rows
     (t/'noval'/'splits'/'val.json').write_text('[]')
     shutil.copytree(data.tri, t/'trinoval'); (t/'trinoval'/'splits'/'val.json').write_text('[]')
-    (t/'mels.yaml').write_text((CFG/'cman_cpu.yaml').read_text().replace('n_mels: 64', 'n_mels: 128'))
+    (t/'mels.yaml').write_text((CFG/'cman_cpu.yaml').read_text().replace('n_mels: 64', 'n_mels: 128')   # the AST reads log-mels
+                             .replace('audio_encoder: whisper_tiny_en', 'audio_encoder: ast_scratch').replace('audio_mode: frozen', 'audio_mode: full'))
     (t/'empty').mkdir()
     return SimpleNamespace(t=t, empty=t/'empty', zero=t/'zero', noval=t/'noval', trinoval=t/'trinoval', mels=t/'mels.yaml',
                            market=data.market, video=data.video, tri=data.tri)

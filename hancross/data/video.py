@@ -18,12 +18,12 @@ from .dataset import write_atomic
 os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # FFmpeg stays quiet (read before OpenCV's first video): a bad file is our one line
 
 # %% auto #0
-__all__ = ['TRAITS', 'CUES', 'ANNOTATIONS', 'SCALES', 'BG', 'BORDER', 'BADGE', 'VIDEO_ENTRIES', 'HAAR', 'gray_of', 'iso_luma',
-           'VideoConfig', 'punk_sprite', 'canvas', 'offsets', 'render_clip', 'score_parts', 'draw_latents',
-           'truth_table', 'mp4_complete', 'write_mp4', 'random_splits', 'is_video_dataset', 'build_video_dataset',
-           'NotPlainData', 'PlainUnpickler', 'read_first_impressions', 'read_video', 'sample_frames', 'crop_resize',
-           'haar_cascade', 'detect_face_box', 'FlowConfig', 'farneback', 'flow_cache_dir', 'video_arrays', 'load_clips',
-           'hancross_generate_video']
+__all__ = ['TRAITS', 'CUES', 'ANNOTATIONS', 'SCALES', 'BG', 'BORDER', 'BADGE', 'VIDEO_ENTRIES', 'ANNOTATION_KINDS', 'HAAR',
+           'gray_of', 'iso_luma', 'VideoConfig', 'punk_sprite', 'canvas', 'offsets', 'render_clip', 'score_parts',
+           'draw_latents', 'truth_table', 'mp4_complete', 'write_mp4', 'random_splits', 'is_video_dataset',
+           'build_video_dataset', 'NotPlainData', 'PlainUnpickler', 'annotation_file', 'read_first_impressions',
+           'read_video', 'sample_frames', 'crop_resize', 'haar_cascade', 'detect_face_box', 'FlowConfig', 'farneback',
+           'flow_cache_dir', 'video_arrays', 'load_clips', 'hancross_generate_video']
 
 # %% ../../nbs/06_data.video.ipynb #b345464b
 TRAITS = ('openness', 'conscientiousness', 'extraversion', 'agreeableness', 'neuroticism')   # OCEAN order
@@ -267,6 +267,17 @@ def _score(f, v, t, x) -> float:
     return x
 
 # %% ../../nbs/06_data.video.ipynb #aadfd1d4
+ANNOTATION_KINDS = ('.json', '.pkl', '.csv')   # in this order of preference
+
+def annotation_file(root:Path, stem:str):
+    "`root/stem.{json,pkl,csv}`, else the one in a folder below `root` (an annotation zip unpacked into its own folder); None when absent"
+    for e in ANNOTATION_KINDS:
+        if (root/f"{stem}{e}").is_file(): return root/f"{stem}{e}"
+    below = [p for e in ANNOTATION_KINDS for p in sorted(root.rglob(f"{stem}{e}")) if p.is_file() and '__MACOSX' not in p.parts]
+    dirs = list(dict.fromkeys(p.parent for p in below))
+    if len(dirs) > 1: raise BadInput(f"{below[0]} and {next(p for p in below if p.parent == dirs[1])}: two {stem} files; keep one")
+    return below[0] if below else None
+
 def read_first_impressions(root) -> pd.DataFrame:
     "One row per video of a First Impressions-layout folder: `video_id, path, split` and the five scores"
     root = Path(root)
@@ -277,9 +288,9 @@ def read_first_impressions(root) -> pd.DataFrame:
         vids[p.name] = p
     rows, seen, found = [], {}, False
     for split, stem in ANNOTATIONS.items():
-        fs = [root/f"{stem}{e}" for e in ('.json', '.pkl', '.csv') if (root/f"{stem}{e}").is_file()]
-        if not fs: continue
-        f, found = fs[0], True
+        f = annotation_file(root, stem)
+        if f is None: continue
+        found = True
         d = _read_annotation(f)
         miss = [t for t in TRAITS if not isinstance(d.get(t), dict)]
         if miss: raise BadInput(f"{f}: no '{miss[0]}' scores (expected {', '.join(TRAITS)})")
@@ -290,7 +301,9 @@ def read_first_impressions(root) -> pd.DataFrame:
         for v in names:
             name = str(v) if str(v).endswith('.mp4') else f"{v}.mp4"
             scores = {t: _score(f.name, v, t, d[t][v]) for t in TRAITS}
-            if name not in vids: raise BadInput(f"{f}: video '{v}' not found under {root}")
+            if name not in vids:
+                z = sum(1 for _ in root.rglob('*.zip'))
+                raise BadInput(f"{f}: video '{v}' not found under {root}" + (f" ({z} .zip archive{'s' * (z > 1)} there: unzip them, clips are read from folders)" if z else ''))
             if name in seen: raise BadInput(f"{f}: video '{v}' is also in {seen[name]}")
             seen[name] = f.name
             rows.append(dict(video_id=name[:-4], path=str(vids[name]), split=split, **scores))

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from ..core import BadInput, evaluating
 from ..data.trimodal import Retrieval
-from ..models.cman import CMAN
+from ..models.cman import CMAN, audio_feature
 from .attention import png_bytes, _set_options
 
 # %% auto #0
@@ -38,7 +38,8 @@ def gallery(model:CMAN, data:Retrieval, split:str='test', bs:int=64) -> Gallery:
         ids, mask = model.enc['text'].tokenize(list(s.caption))
         emb = lambda f, n: torch.cat([f(slice(i, i + bs)) for i in range(0, n, bs)])
         text = emb(lambda k: model.embed(text=(ids[k], mask[k])), len(rows))
-        audio = emb(lambda k: model.embed(audio=(torch.tensor(np.asarray(data.mels[rows[k]], np.float32)), torch.tensor(data.n_frames[rows[k]]))), len(rows))
+        sp, sl = data.audio(audio_feature(model.c))                # log-mels, or stored Whisper states
+        audio = emb(lambda k: model.embed(audio=(torch.tensor(np.asarray(sp[rows[k]], np.float32)), torch.tensor(sl[rows[k]]))), len(rows))
         image = emb(lambda k: model.embed(image=torch.cat([_image(data, i) for i in items[k]])), len(items))
     return Gallery(rows, items, text, audio, image)
 
@@ -54,7 +55,8 @@ def query_embedding(model:CMAN, data:Retrieval, *, caption:str=None, speech_row:
             if not str(v).strip(): raise BadInput("the caption is empty")
             e = model.embed(text=model.enc['text'].tokenize([str(v)]))
         elif kind == 'audio':
-            e = model.embed(audio=(torch.tensor(np.asarray(data.mels[[v]], np.float32)), torch.tensor(data.n_frames[[v]])))
+            sp, sl = data.audio(audio_feature(model.c))
+            e = model.embed(audio=(torch.tensor(np.asarray(sp[[v]], np.float32)), torch.tensor(sl[[v]])))
         else:
             if v not in data.images: raise BadInput(f"item '{v}' has no image in this dataset")
             e = model.embed(image=_image(data, v))

@@ -13,9 +13,9 @@ from ..core import BadInput
 from .visual import PyramidEncoder, PyramidConfig
 
 # %% auto #0
-__all__ = ['ATTENTION', 'LITE0', 'CMANConfig', 'reference_config', 'TextEncoder', 'MBConv', 'ImageEncoder', 'ASTEncoder', 'adapt',
-           'make_encoder', 'PyramidImage', 'HFEncoder', 'CMAN', 'param_table', 'reference_architecture',
-           'MaxMarginLoss']
+__all__ = ['ATTENTION', 'LITE0', 'CMANConfig', 'reference_config', 'TextEncoder', 'MBConv', 'ImageEncoder', 'ASTEncoder',
+           'WhisperStates', 'audio_feature', 'adapt', 'make_encoder', 'PyramidImage', 'HFEncoder', 'CMAN',
+           'param_table', 'reference_architecture', 'MaxMarginLoss']
 
 # %% ../../nbs/18_models.cman.ipynb #d4defdfe
 @dataclass
@@ -28,10 +28,10 @@ class CMANConfig:
     p:             float = 0.1          # dropout in projections and fusion (reference: 0.3)
     text_encoder:  str   = 'minilm'     # minilm, or a local HF folder (RoBERTa-base in the reference)
     image_encoder: str   = 'efficientnet_lite0'   # efficientnet_lite0, pyramid, or a local HF ViT folder
-    audio_encoder: str   = 'ast_scratch'          # ast_scratch, or a local HF AST folder
+    audio_encoder: str   = 'ast_scratch'          # ast_scratch, whisper_tiny_en (frozen, states stored with the data), or a local HF AST folder
     text_mode:     str   = 'lora'       # lora, frozen or full: how the pretrained text encoder trains
     image_mode:    str   = 'lora'       # lora, frozen or full
-    audio_mode:    str   = 'full'       # full for the from-scratch AST (LoRA on random weights adapts nothing)
+    audio_mode:    str   = 'full'       # full for the from-scratch AST (LoRA on random weights adapts nothing); frozen for whisper_tiny_en
     lora_r:        int   = 8            # LoRA rank
     lora_alpha:    int   = 16           # LoRA scale alpha / r
     lora_dropout:  float = 0.2
@@ -126,7 +126,7 @@ class ImageEncoder(nn.Module):
 # %% ../../nbs/18_models.cman.ipynb #a11ac35a
 class ASTEncoder(nn.Module):
     "AST-style audio encoder from scratch: non-overlapping log-mel patches, a summary token, a transformer"
-    lora_targets = ['out_proj', 'linear1', 'linear2']
+    lora_targets, feature = ['out_proj', 'linear1', 'linear2'], 'logmel'     # `feature`: the stored speech input it reads
     def __init__(self, n_mels:int=64, max_frames:int=400, dim:int=128, layers:int=2, heads:int=4, patch:tuple=(16, 16), p:float=0.1):
         super().__init__()
         assert n_mels % patch[0] == 0 and max_frames % patch[1] == 0, f"{(n_mels, max_frames)} must be multiples of patch {patch}"
@@ -145,6 +145,19 @@ class ASTEncoder(nn.Module):
             valid = (torch.arange(ft, device=x.device)[None] * self.patch[1] < n_frames[:, None])   # (b, ft)
             pad = ~valid[:, None, :].expand(b, fh, ft).reshape(b, fh * ft)
         return self.norm(self.blocks(x, src_key_padding_mask=pad)), pad
+
+# %% ../../nbs/18_models.cman.ipynb #8aaeb488
+class WhisperStates(nn.Module):
+    "Frozen Whisper tiny.en encoder states, stored with the dataset (`features/whisper_tiny_en.npy`): tokens as they are"
+    lora_targets, feature, dim = [], 'whisper_tiny_en', 384
+    def forward(self, states, n_tokens=None):                # states (b, T, 384) 80 ms tokens, zero past n_tokens (b,)
+        x = states.float()
+        pad = None if n_tokens is None else torch.arange(x.shape[1], device=x.device)[None] >= n_tokens[:, None]
+        return x, pad
+
+def audio_feature(c:CMANConfig) -> str:
+    "The stored speech feature CMAN config `c`'s audio encoder reads: whisper_tiny_en or logmel"
+    return WhisperStates.feature if c.audio_encoder == 'whisper_tiny_en' else ASTEncoder.feature
 
 # %% ../../nbs/18_models.cman.ipynb #948ed74f
 def adapt(enc:nn.Module, mode:str, c:CMANConfig) -> nn.Module:
@@ -171,6 +184,9 @@ def make_encoder(kind:str, c:CMANConfig) -> nn.Module:
     if kind == 'text': enc = TextEncoder(name)
     elif kind == 'image' and name == 'efficientnet_lite0': enc = ImageEncoder(c.image_size)
     elif kind == 'image' and name == 'pyramid': enc = PyramidImage(c.dim)
+    elif kind == 'audio' and name == 'whisper_tiny_en':
+        if c.audio_mode != 'frozen': raise BadInput(f"audio encoder whisper_tiny_en is frozen (its states are computed once, by CTranslate2, which has no gradients): set audio_mode to frozen, not {c.audio_mode!r}")
+        enc = WhisperStates()
     elif kind == 'audio' and name == 'ast_scratch':
         enc = ASTEncoder(c.n_mels, c.max_frames, c.ast_dim, c.ast_layers, c.ast_heads, tuple(c.ast_patch), c.p)
     else: enc = HFEncoder(name, kind)
@@ -188,7 +204,7 @@ class PyramidImage(nn.Module):
 
 class HFEncoder(nn.Module):
     "A seed encoder (ViT-B/16 for images, AST for audio) from a local Hugging Face folder, or a given `net`"
-    lora_targets = ATTENTION
+    lora_targets, feature = ATTENTION, 'logmel'
     def __init__(self, path:str=None, kind:str='image', net=None):
         super().__init__()
         from transformers import AutoModel

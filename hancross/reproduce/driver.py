@@ -20,9 +20,10 @@ from ..train.core import write_file_atomic
 from .profiles import Profile, PROFILES, get_profile, file_hash, dataset_key, code_hash, cache_root, file_lock
 
 # %% auto #0
-__all__ = ['KERNEL_WARNINGS', 'git_commit', 'versions', 'run_notebook', 'relative_paths', 'paper_notebooks', 'output_dirs',
-           'ensure_data', 'notebook_key', 'tuning_key', 'committed_outputs', 'moved_numbers', 'compare_outputs',
-           'reproduction_summary', 'reproduce', 'write_report', 'hancross_reproduce']
+__all__ = ['KERNEL_WARNINGS', 'CPU_KERNELS', 'TOLERANCE', 'DEFAULT_TOLERANCE', 'git_commit', 'versions', 'run_notebook',
+           'pinned_kernels', 'relative_paths', 'paper_notebooks', 'output_dirs', 'ensure_data', 'notebook_key',
+           'tuning_key', 'committed_outputs', 'tolerance', 'moved_numbers', 'compare_outputs', 'reproduction_summary',
+           'reproduce', 'write_report', 'hancross_reproduce']
 
 # %% ../../nbs/62_reproduce.driver.ipynb #0a140c9f
 def git_commit() -> str:
@@ -61,7 +62,7 @@ def run_notebook(nb:Path, params:dict, out_nb:Path, watch:list, key:str) -> dict
              'executed': str(out_nb), 'parameters': params, 'key': key, 'status': 'ok'}
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _kernel_env(PYTHONWARNINGS=KERNEL_WARNINGS):
+        with _kernel_env(PYTHONWARNINGS=KERNEL_WARNINGS, **pinned_kernels()):
             pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name='python3', language='python',   # nbdev_clean strips the kernelspec
                                 cwd=str(nb.parent), progress_bar=False)
     except PapermillExecutionError as e:
@@ -76,6 +77,14 @@ def run_notebook(nb:Path, params:dict, out_nb:Path, watch:list, key:str) -> dict
 
 # %% ../../nbs/62_reproduce.driver.ipynb #f2baba7d
 KERNEL_WARNINGS = "ignore:`torch.jit.script` is deprecated:FutureWarning"   # fastai 2.8.7 calls it on import; nothing a reader can act on
+CPU_KERNELS = {'ATEN_CPU_CAPABILITY': 'avx2',   # torch's own vectorised kernels (an AVX-512 CPU would otherwise take other ones)
+               'ONEDNN_MAX_CPU_ISA': 'AVX2',    # oneDNN's convolutions
+               'MKL_CBWR': 'AVX2'}              # MKL's GEMM: one code path on every AVX2 CPU, Intel or AMD
+
+def pinned_kernels() -> dict:
+    "The CPU code paths the paper kernels run with (`CPU_KERNELS` on x86-64, a value the user set wins; nothing elsewhere)"
+    if platform.machine().lower() not in ('x86_64', 'amd64'): return {}
+    return {k: os.environ.get(k, v) for k, v in CPU_KERNELS.items()}
 
 @contextmanager
 def _kernel_env(**env):
@@ -163,27 +172,51 @@ def _lead(v) -> float:
     "The leading number of a table cell ('0.61 +/- 0.02' -> 0.61), else NaN"
     m = _NUM.match(str(v)); return float(m.group(1)) if m else np.nan
 
+TOLERANCE = {'benchmark_': None}   # table name prefix -> tolerance; None: exempt (measured seconds differ run to run by nature)
+DEFAULT_TOLERANCE = 1e-4           # every other table: the market tables reproduce within 2e-5 on another machine; 5x that
+_ANY = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
+
+def tolerance(f):
+    "How far a number of table `f` may move and still count as reproduced (None: exempt): the first `TOLERANCE` prefix of its name, else `DEFAULT_TOLERANCE`"
+    return next((v for k, v in TOLERANCE.items() if Path(f).name.startswith(k)), DEFAULT_TOLERANCE)
+
+def _unit(tok:str) -> float:
+    "One unit in the last printed digit of a number written with a decimal point ('36.7' -> 0.1, '1.5e-05' -> 1e-06), 0 for an integer"
+    m, _, e = tok.lower().partition('e')
+    return 10.0 ** (int(e or 0) - len(m.partition('.')[2])) if '.' in m else 0.
+
+def _beyond(a:str, b:str, tol:float) -> bool:
+    "Did cell `a` become `b` by more than `tol` (relative above 1), a rounding flip of its last printed digit aside, or did its words change?"
+    if a == b: return False
+    x, y = _ANY.findall(a), _ANY.findall(b)
+    if _ANY.sub('#', a) != _ANY.sub('#', b) or len(x) != len(y): return True
+    return any(abs(float(p) - float(q)) > max(tol * max(1., abs(float(p))), _unit(p), _unit(q)) * (1 + 1e-9) for p, q in zip(x, y))
+
 # %% ../../nbs/62_reproduce.driver.ipynb #250737ab
-def moved_numbers(old:str, new:str) -> dict:
-    "How far the numbers of two versions of a CSV table moved: max |change|, where, and how many cells changed"
+def moved_numbers(old:str, new:str, tol:float=None) -> dict:
+    "How far the numbers of two versions of a CSV table moved: max |change|, where, how many cells changed (and with `tol`, how many `beyond` it)"
     a, b = (pd.read_csv(io.StringIO(t), dtype=str, keep_default_na=False) for t in (old, new))
-    if a.shape != b.shape or list(a.columns) != list(b.columns): return {'shape': f"{a.shape} -> {b.shape}"}
+    if a.shape != b.shape or list(a.columns) != list(b.columns): return {'shape': f"{a.shape} -> {b.shape}", **({'beyond': a.size or 1} if tol is not None else {})}
     x, y = a.map(_lead).to_numpy(float), b.map(_lead).to_numpy(float)
     d = np.abs(x - y); d[np.isnan(d)] = 0
     changed = a.to_numpy() != b.to_numpy()                             # any text, e.g. only the std of '0.61 +/- 0.02', or a sentence
-    if not changed.any(): return {'cells': 0, 'max_abs': 0.0}
+    far = {} if tol is None else {'beyond': sum(_beyond(p, q, tol) for p, q in zip(a.to_numpy().ravel(), b.to_numpy().ravel()))}
+    if not changed.any(): return {'cells': 0, 'max_abs': 0.0, **far}
     r, c = np.unravel_index(d.argmax(), d.shape) if d.any() else np.argwhere(changed)[0]   # the largest move, else the first changed cell
     return {'cells': int(changed.sum()), 'max_abs': float(d[r, c]), 'where': f"{a.iloc[r, 0]} / {a.columns[c]}",
-            'old': a.iloc[r, c], 'new': b.iloc[r, c]}
+            'old': a.iloc[r, c], 'new': b.iloc[r, c], **far}
 
 # %% ../../nbs/62_reproduce.driver.ipynb #9e1c9457
 def compare_outputs(outputs:dict, root:Path, committed:dict) -> dict:
-    "Each output against the committed manifest: identical, new (not committed), or changed (tables: how far numbers moved)"
-    res = {'identical': [], 'new': [], 'changed': {}}
+    "Each output against the committed manifest: identical, new (not committed), or changed (tables: how far numbers moved); `beyond_tolerance`: the changed tables not reproduced within their `tolerance`"
+    res = {'identical': [], 'new': [], 'changed': {}, 'beyond_tolerance': []}
     for f, h in sorted(outputs.items()):
         if f not in committed: res['new'].append(f)
         elif committed[f][0] == h: res['identical'].append(f)
-        else: res['changed'][f] = moved_numbers(committed[f][1], (Path(root)/f).read_text()) if committed[f][1] is not None else {}
+        else:
+            tol = tolerance(f) if f.endswith('.csv') else None                  # .md/.tex render a .csv; figures draw the tables' numbers
+            m = res['changed'][f] = moved_numbers(committed[f][1], (Path(root)/f).read_text(), tol) if committed[f][1] is not None else {}
+            if tol is not None and (m.get('beyond', 1) if committed[f][1] is not None else 1): res['beyond_tolerance'].append(f)
     return res
 
 # %% ../../nbs/62_reproduce.driver.ipynb #2aaa0c55
@@ -193,10 +226,17 @@ def reproduction_summary(manifest:dict) -> list:
     if not ran: return []
     n = {k: sum(len(r[k]) for r in ran.values()) for k in ('identical', 'new', 'changed')}
     lines = [f"against the committed manifest: {n['identical']} outputs identical, {n['changed']} changed, {n['new']} not committed"]
+    far = [f for r in ran.values() for f in r.get('beyond_tolerance', [])]
+    if far: lines.append(f"NOT REPRODUCED: {len(far)} table(s) moved beyond their tolerance: {', '.join(far)}")
+    elif any(f.endswith('.csv') and tolerance(f) is not None for r in ran.values() for f in r['changed']):
+        lines.append("reproduced within tolerance: every changed table moved less than its tolerance (timing tables exempt)")
     for label, r in sorted(ran.items()):
         for f, m in r['changed'].items():
             why = m.get('shape') or (f"{m['cells']} cells, max |change| {m['max_abs']:.4g} at {m.get('where')} ({m.get('old')} -> {m.get('new')})" if 'max_abs' in m else 'bytes differ')
-            lines.append(f"  {label}: {f}: {why}")
+            tol = tolerance(f) if f.endswith('.csv') else None
+            tag = '' if not f.endswith('.csv') else ' [timing: exempt]' if tol is None else \
+                  f" [BEYOND tolerance {tol:g}: {m.get('beyond', 'all')} cells]" if f in r.get('beyond_tolerance', []) else f" [within tolerance {tol:g}]"
+            lines.append(f"  {label}: {f}: {why}{tag}")
     return lines
 
 # %% ../../nbs/62_reproduce.driver.ipynb #e8d8663e
@@ -230,7 +270,7 @@ def _run_all(prof:Profile, data:Path, dirs:dict, nbs:list, force:bool, cache_dir
     rel, ab = (lambda f: os.path.relpath(f, root)), (lambda f: root/f)
     common = {'git_commit': git_commit(), 'versions': versions(), 'profile': profile,
               'data_dir': str(data) if not Path(data).resolve().is_relative_to(root.resolve()) else rel(Path(data).resolve()),
-              'dataset_key': dataset_key(data), 'seeds': list(prof.seeds)}
+              'dataset_key': dataset_key(data), 'seeds': list(prof.seeds), 'cpu_kernels': pinned_kernels()}
     manifest.update(common)
     cache = str(cache_root(cache_dir))
     code, dkey = code_hash(), common['dataset_key']
@@ -264,6 +304,8 @@ def _run_all(prof:Profile, data:Path, dirs:dict, nbs:list, force:bool, cache_dir
             if _environment_failure(entry): raise BadInput(_environment_failure(entry))
             src = entry.get('failed_source') or ['']
             print(f"FAILED {label}: cell {entry.get('failed_cell')} ({src[0][:60]}): {entry['error']}", file=sys.stderr)
+    manifest['beyond_tolerance'] = {k: r['beyond_tolerance'] for k in manifest['last_run']
+                                    if (r := manifest['notebooks'][k].get('reproduced') or {}).get('beyond_tolerance')}
     write_report(manifest, dirs, root)
     _write_json(mf, manifest)
     return manifest
@@ -305,8 +347,9 @@ def hancross_reproduce(profile:str='smoke',           # smoke (CPU, CI-sized), f
                        data_dir:str=None,             # a dataset in the hancross dataset format (default: the embedded market)
                        only:Param('run only notebooks whose label contains one of these', str, nargs='+')=None,
                        force:store_true=False,        # re-run notebooks even when nothing changed
+                       check:store_true=False,        # also exit 1 when a table moved beyond its tolerance from the committed one
                       ):
-    "Regenerate every table and figure of the paper with papermill; exit 1 if any notebook failed"
+    "Regenerate every table and figure of the paper with papermill; exit 1 if any notebook failed (with `--check`, or any table did not reproduce)"
     if data_dir is not None and not Path(data_dir).is_dir(): raise BadInput(f"{data_dir}: dataset directory not found")
     t0 = time.time()
     m = reproduce(profile, data_dir, only, force)
@@ -315,4 +358,6 @@ def hancross_reproduce(profile:str='smoke',           # smoke (CPU, CI-sized), f
         print(f"{k:32s} {'skipped' if v.get('skipped') else v['status']:8s} {v.get('wall_seconds', 0):7.1f} s")
     print(f"{len(nbs)} notebooks, {len(failed)} failed, {time.time() - t0:.0f} s; report: {output_dirs(profile, m['data_dir'])['results']/'REPORT.md'}")
     for line in reproduction_summary(m): print(line)
-    if failed: sys.exit(1)
+    far = sorted(f for v in m.get('beyond_tolerance', {}).values() for f in v)
+    if far: print(f"NOT REPRODUCED: {len(far)} table(s) moved beyond their tolerance (see above; `tolerance` in hancross/reproduce/driver.py)", file=sys.stderr)
+    if failed or (check and far): sys.exit(1)

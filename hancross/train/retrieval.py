@@ -18,34 +18,46 @@ from fastai.data.load import DataLoader
 from fastai.optimizer import Adam
 from ..core import BadInput, TrainConfig, tune_malloc
 from ..data.trimodal import Retrieval, read_retrieval
-from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, param_table
+from ..models.cman import CMAN, CMANConfig, MaxMarginLoss, audio_feature, param_table
 from ..models.registry import Config
 from ..metrics import retrieval_table, chance_table
 from .core import Task, load_model
 
 # %% auto #0
-__all__ = ['MISSING', 'RETRIEVAL', 'TriBatches', 'retrieval_dls', 'embed_split', 'evaluate', 'MeanRecall', 'HardestAfter',
-           'cman_learner', 'cman_weights', 'check_retrieval_data', 'retrieval_setup', 'retrieval_evaluate',
-           'evaluate_checkpoint']
+__all__ = ['MISSING', 'RETRIEVAL', 'match_labels', 'TriBatches', 'retrieval_dls', 'embed_split', 'evaluate', 'MeanRecall',
+           'HardestAfter', 'cman_learner', 'cman_weights', 'check_retrieval_data', 'retrieval_setup',
+           'retrieval_evaluate', 'evaluate_checkpoint']
 
 # %% ../../nbs/23_train.retrieval.ipynb #02df3495
+def match_labels(samples:pd.DataFrame) -> np.ndarray:
+    "One integer per row: rows whose items cannot be told apart by their captions (the same non-empty trait set) share it; else the item"
+    key = samples.item_id.astype(str).to_numpy()
+    if 'traits' in samples:
+        t = samples.traits.fillna('').astype(str).map(lambda s: ' '.join(sorted(s.split()))).to_numpy()
+        key = np.where(t != '', 'traits:' + t, 'item:' + key)
+    return pd.factorize(key)[0]
+
 class TriBatches(torch.utils.data.Dataset):
-    "Rows `idx` of a `Retrieval` set as model inputs: (ids, mask, mel, n_frames, image), item index"
-    def __init__(self, data:Retrieval, idx, ids, mask, item_index:dict):
+    "Rows `idx` of a `Retrieval` set as model inputs: (ids, mask, mel, n_frames, image), match label (`items`: item index, `match`: label)"
+    def __init__(self, data:Retrieval, idx, ids, mask, item_index:dict, audio:str='logmel'):
         self.d, self.idx, self.ids, self.mask = data, np.asarray(idx), ids, mask
+        self.speech, self.speech_len = data.audio(audio)          # log-mels and frames, or Whisper states and tokens
         self.items = torch.tensor([item_index[i] for i in data.samples.item_id.to_numpy()[self.idx]])
+        self.match = torch.from_numpy(match_labels(data.samples)[self.idx])
     def __len__(self): return len(self.idx)
     def __getitem__(self, k):
         i = int(self.idx[k]); s = self.d.samples.iloc[i]
         img = torch.tensor(self.d.images[s.item_id]).permute(2, 0, 1).float() / 255
-        return (self.ids[i], self.mask[i], torch.tensor(self.d.mels[i], dtype=torch.float32), torch.tensor(int(self.d.n_frames[i])),
-                img, self.items[k])
+        return (self.ids[i], self.mask[i], torch.tensor(self.speech[i], dtype=torch.float32), torch.tensor(int(self.speech_len[i])),
+                img, self.match[k])
 
-def retrieval_dls(data:Retrieval, tokenize, bs:int=32, seed:int=0, device=None) -> DataLoaders:
+def retrieval_dls(data:Retrieval, tokenize, bs:int=32, seed:int=0, device=None,
+                  audio:str='logmel',     # the stored speech feature the audio encoder reads: `models.cman.audio_feature(config)`
+                 ) -> DataLoaders:
     "Train (shuffled, whole batches) and validation loaders; `dls.test_ds` holds the test rows"
     ids, mask = tokenize(list(data.samples.caption))
     item_index = {i: n for n, i in enumerate(pd.unique(data.samples.item_id))}
-    ds = {k: TriBatches(data, v, ids, mask, item_index) for k, v in data.splits.items()}
+    ds = {k: TriBatches(data, v, ids, mask, item_index, audio) for k, v in data.splits.items()}
     if len(ds['train']) < bs: raise BadInput(f"train split has {len(ds['train'])} rows, fewer than one batch of {bs}")
     if len(ds['val']) == 0: raise BadInput("the val split is empty")
     g = torch.Generator().manual_seed(seed)
@@ -73,13 +85,13 @@ MISSING = [('text+audio', 'image'), ('image', 'text+audio')]
 
 def evaluate(model:CMAN, ds:TriBatches, ks=(1, 5, 10)) -> pd.DataFrame:
     "The six directions, then image retrieval from caption + speech and back"
-    e, items = embed_split(model, ds), ds.items.numpy()
-    six = retrieval_table({k: e[k] for k in ('text', 'audio', 'image')}, items, ks)
-    return pd.concat([six, retrieval_table(e, items, ks, dedupe=('image',), directions=MISSING)], ignore_index=True)
+    e, items, match = embed_split(model, ds), ds.items.numpy(), ds.match.numpy()
+    six = retrieval_table({k: e[k] for k in ('text', 'audio', 'image')}, items, ks, match=match)
+    return pd.concat([six, retrieval_table(e, items, ks, dedupe=('image',), directions=MISSING, match=match)], ignore_index=True)
 
 # %% ../../nbs/23_train.retrieval.ipynb #ab6b7dbc
 class MeanRecall(Metric):
-    "Mean R@`k` over the six directions on the validation split (embeddings gathered batch by batch)"
+    "Mean R@`k` over the six directions on the validation split (embeddings gathered batch by batch; images kept once per match label)"
     def __init__(self, k:int=5): self.k = k
     def reset(self): self.preds, self.items = [], []
     def accumulate(self, learn): self.preds.append(learn.pred.detach().cpu()); self.items.append(learn.yb[0].detach().cpu())
@@ -115,9 +127,11 @@ def cman_weights(model:CMAN) -> dict:
             if k in keep or not k.startswith('enc.') or getattr(model.enc[k.split('.')[1]], 'mode', 'full') == 'full'}
 
 def check_retrieval_data(cfg:Config, data:Retrieval, where):
-    "`BadInput` unless CMAN `cfg` can train on `data`: log-mels of the model's shape, a train split of a batch at least, val and test rows"
+    "`BadInput` unless CMAN `cfg` can train on `data`: the speech feature its audio encoder reads (log-mels of the model's shape), a train split of a batch at least, val and test rows"
+    feat = audio_feature(cfg.model)
+    if feat != 'logmel': data.audio(feat, where)               # a set written without the feature: how to rebuild it
     have = {'n_mels': int(data.mels.shape[1]), 'max_frames': int(data.mels.shape[2])}
-    bad = [k for k, v in have.items() if v != getattr(cfg.model, k)]
+    bad = [k for k, v in have.items() if v != getattr(cfg.model, k)] if feat == 'logmel' else []
     if bad: raise BadInput(f"{where}: its log-mel features have {' and '.join(f'{k} {have[k]}' for k in bad)}, the config's model "
                            f"{' and '.join(f'{k} {getattr(cfg.model, k)}' for k in bad)}: set the model's to the dataset's")
     n, bs = {k: len(v) for k, v in data.splits.items()}, cfg.training.batch_size
@@ -130,7 +144,7 @@ def retrieval_setup(cfg:Config, data_dir) -> tuple:
     data = read_retrieval(data_dir)                          # reads no random numbers: CMAN's initial weights are as before
     check_retrieval_data(cfg, data, data_dir)
     model = CMAN(cfg.model)
-    return retrieval_dls(data, model.enc['text'].tokenize, bs=cfg.training.batch_size, seed=cfg.training.seed), model
+    return retrieval_dls(data, model.enc['text'].tokenize, bs=cfg.training.batch_size, seed=cfg.training.seed, audio=audio_feature(cfg.model)), model
 
 def retrieval_evaluate(learn, cfg:Config, exp=None) -> dict:
     "Every direction on the test split (`test_retrieval.csv` in `exp`), and the parameter counts"
@@ -151,4 +165,4 @@ def evaluate_checkpoint(path, data_dir, split:str='test') -> pd.DataFrame:
     if not len(data.splits[split]): raise BadInput(f"{data_dir}: the {split} split is empty: nothing to evaluate")
     ids, mask = model.enc['text'].tokenize(list(data.samples.caption))
     item_index = {i: n for n, i in enumerate(pd.unique(data.samples.item_id))}
-    return evaluate(model, TriBatches(data, data.splits[split], ids, mask, item_index))
+    return evaluate(model, TriBatches(data, data.splits[split], ids, mask, item_index, audio_feature(model.c)))

@@ -172,7 +172,8 @@ def _lead(v) -> float:
     "The leading number of a table cell ('0.61 +/- 0.02' -> 0.61), else NaN"
     m = _NUM.match(str(v)); return float(m.group(1)) if m else np.nan
 
-TOLERANCE = {'benchmark_': None}   # table name prefix -> tolerance; None: exempt (measured seconds differ run to run by nature)
+TOLERANCE = {'benchmark_': None,   # table name prefix -> tolerance; None: exempt (measured seconds differ run to run by nature)
+             'paper_profile_estimate': None}   # a timing table too: hours projected from this machine's measured FLOP/s
 DEFAULT_TOLERANCE = 1e-4           # every other table: the market tables reproduce within 2e-5 on another machine; 5x that
 _ANY = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 

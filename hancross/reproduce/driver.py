@@ -20,10 +20,10 @@ from ..train.core import write_file_atomic
 from .profiles import Profile, PROFILES, get_profile, file_hash, dataset_key, code_hash, cache_root, file_lock
 
 # %% auto #0
-__all__ = ['KERNEL_WARNINGS', 'CPU_KERNELS', 'TOLERANCE', 'DEFAULT_TOLERANCE', 'git_commit', 'versions', 'run_notebook',
-           'pinned_kernels', 'relative_paths', 'paper_notebooks', 'output_dirs', 'ensure_data', 'notebook_key',
-           'tuning_key', 'committed_outputs', 'tolerance', 'moved_numbers', 'compare_outputs', 'reproduction_summary',
-           'reproduce', 'write_report', 'hancross_reproduce']
+__all__ = ['KERNEL_WARNINGS', 'CPU_KERNELS', 'TOLERANCE', 'DEFAULT_TOLERANCE', 'TIMING_COLUMNS', 'git_commit', 'versions',
+           'run_notebook', 'pinned_kernels', 'relative_paths', 'paper_notebooks', 'output_dirs', 'ensure_data',
+           'notebook_key', 'tuning_key', 'committed_outputs', 'tolerance', 'moved_numbers', 'compare_outputs',
+           'reproduction_summary', 'reproduce', 'write_report', 'hancross_reproduce']
 
 # %% ../../nbs/62_reproduce.driver.ipynb #0a140c9f
 def git_commit() -> str:
@@ -175,6 +175,7 @@ def _lead(v) -> float:
 TOLERANCE = {'benchmark_': None,   # table name prefix -> tolerance; None: exempt (measured seconds differ run to run by nature)
              'paper_profile_estimate': None}   # a timing table too: hours projected from this machine's measured FLOP/s
 DEFAULT_TOLERANCE = 1e-4           # every other table: the market tables reproduce within 2e-5 on another machine; 5x that
+TIMING_COLUMNS = ('seconds',)      # columns of measured wall time in any table (a tuning trial's): exempt, like timing tables
 _ANY = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 
 def tolerance(f):
@@ -201,7 +202,8 @@ def moved_numbers(old:str, new:str, tol:float=None) -> dict:
     x, y = a.map(_lead).to_numpy(float), b.map(_lead).to_numpy(float)
     d = np.abs(x - y); d[np.isnan(d)] = 0
     changed = a.to_numpy() != b.to_numpy()                             # any text, e.g. only the std of '0.61 +/- 0.02', or a sentence
-    far = {} if tol is None else {'beyond': sum(_beyond(p, q, tol) for p, q in zip(a.to_numpy().ravel(), b.to_numpy().ravel()))}
+    keep = [c for c in a.columns if c not in TIMING_COLUMNS]
+    far = {} if tol is None else {'beyond': sum(_beyond(p, q, tol) for p, q in zip(a[keep].to_numpy().ravel(), b[keep].to_numpy().ravel()))}
     if not changed.any(): return {'cells': 0, 'max_abs': 0.0, **far}
     r, c = np.unravel_index(d.argmax(), d.shape) if d.any() else np.argwhere(changed)[0]   # the largest move, else the first changed cell
     return {'cells': int(changed.sum()), 'max_abs': float(d[r, c]), 'where': f"{a.iloc[r, 0]} / {a.columns[c]}",

@@ -45,10 +45,12 @@ class Profile:
 PROFILES = {
     'smoke': Profile('smoke', seeds=(0, 1), epochs=2, scale='default', max_train=1000,   # CI runs it cold (README: its measured time)
                      tuning={'n_trials': 2, 'max_epochs': 2, 'patience': 1}, notebooks={
+        '01_main_results':     ({'n_perm': 1}, 'permutation controls with one permutation of each input (the full profile: two)'),
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '11a_real_walk_forward': ({'seeds': [0], 'learned': ['hancross', 'cnn_lstm'], 'first_fold': '2020Q3'},
                                   'two folds (2020Q3, 2020Q4), learned models hancross and cnn_lstm, seed 0'),
-        '12_retrieval':        ({'n_items': 120, 'epochs': 3}, 'CMAN on 120 punks for 3 epochs (the full profile: 160 punks, 4 epochs)')}),
+        '12_retrieval':        ({'n_items': 120, 'epochs': 3, 'warmup_seeds': [0]},
+                                'CMAN on 120 punks for 3 epochs, its warm-up chosen on seed 0 (the full profile: 160 punks, 4 epochs, every seed)')}),
     # full: no hand-picked settings. Every market model's training and one width are chosen by the same seeded search on
     # the validation split (8 trials each, early stopping with patience 3, a cap of 30 epochs that the trials table shows
     # when it binds); then 5 seeds of each chosen config. The earlier hand-picked settings (bs 128, lr 2e-3, HANCross's
@@ -102,10 +104,12 @@ def tuning_base(model:str, profile:Profile) -> Config:
     return task_config(model).with_data(max_train=profile.max_train)
 
 def tune_model(model:str, profile:Profile, data_dir, tuning_dir, quiet:bool=True):
-    "Run (or reuse) `profile`'s search for `model` on the validation split of `data_dir`; the record goes to `tuning_dir/<model>/`"
-    t = profile.tuning
+    "Run (or reuse) `profile`'s search for `model` on the validation split of `data_dir` (record in `tuning_dir/<model>/`); a record made by other training code is searched again"
+    t, tag, f = profile.tuning, {'training_code': training_code_hash()[:16]}, Path(tuning_dir)/model/'search.json'
+    try: stale = f.is_file() and json.loads(f.read_text()).get('tag') != tag   # like the model cache: changed code, new search
+    except ValueError: stale = False                                             # unreadable: tune() says so in one line
     return tune(model, data_dir, tuning_dir, n_trials=t['n_trials'], max_epochs=t['max_epochs'], patience=t['patience'], seed=0,
-                base_cfg=tuning_base(model, profile), quiet=quiet)
+                base_cfg=tuning_base(model, profile), quiet=quiet, tag=tag, force=stale)
 
 def model_config(model:str, profile:Profile, seed:int, overrides:dict=None, tuning_dir=None):
     "The resolved config of `model` under `profile` with `seed`: its tuning record's choice (or the profile's settings), then `overrides` (nested model fields)"

@@ -180,7 +180,7 @@ def _trials_table(study, space:dict, monitor:str) -> pd.DataFrame:
             for t in study.trials]
     return pd.DataFrame(rows, columns=['number', *space, monitor, 'state', 'epochs', 'best_epoch', 'cap_bound', 'seconds'])
 
-_KEY = ('model', 'task', 'n_trials', 'seed', 'max_epochs', 'patience', 'monitor', 'sampler', 'pruner', 'space', 'base_config', 'data')
+_KEY = ('model', 'task', 'n_trials', 'seed', 'max_epochs', 'patience', 'monitor', 'sampler', 'pruner', 'space', 'base_config', 'data', 'tag')
 
 def _plain(d): return json.loads(json.dumps(d, default=str))
 
@@ -227,6 +227,7 @@ def tune(name:str,                 # registry name of the model
          base_cfg:Config=None,     # what the trials start from (default: task_config(name))
          pruner=None,              # an optuna pruner (default: `default_pruner()`)
          force:bool=False,         # tune again even if a record exists
+         tag:dict=None,            # more fields a reused record must match (e.g. the training code's hash); stored in search.json
          quiet:bool=True,          # no progress bars, no per-trial lines
         ) -> TuningResult:
     "Tune model `name` on the validation split of `data_dir`; the record in `out_dir/<name>/` (reused when it is of the same search)"
@@ -250,7 +251,7 @@ def tune(name:str,                 # registry name of the model
                   monitor=task.monitor, direction='minimize' if task.comp is np.less else 'maximize',
                   sampler=_describe(_sampler(seed, n_trials)), pruner=_describe(pruner),
                   space={k: json.loads(distribution_to_json(d)) for k, d in space.items()}, note=SPACE_NOTES.get(name),
-                  base_config=user_base, data=data.name, optuna=optuna.__version__)
+                  base_config=user_base, data=data.name, optuna=optuna.__version__, **({'tag': tag} if tag else {}))
     d = Path(out_dir)/name
     if (old := _existing(d, search, force)) is not None: return old
     _check_writable(d)

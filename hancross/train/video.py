@@ -25,7 +25,7 @@ from .core import Task
 
 # %% auto #0
 __all__ = ['VIDEO', 'clip_stats', 'ClipBatches', 'ClipDL', 'video_dls', 'trait_metrics', 'video_metrics', 'video_learner',
-           'predict_clips', 'modality_contributions', 'compare_variants', 'summarise', 'video_setup',
+           'predict_clips', 'modality_contributions', 'compare_variants', 'per_seed', 'summarise', 'video_setup',
            'video_task_learner', 'video_evaluate']
 
 # %% ../../nbs/24_train.video.ipynb #1904f7b3
@@ -154,10 +154,14 @@ def compare_variants(arr:dict,          # from `load_clips`
     res = pd.DataFrame(rows)
     return (res, models) if keep else res
 
+def per_seed(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
+    "`(variant, seed) x trait` table of `col` (plus the traits' mean): what seed-level tests and `summarise` read"
+    g = res.pivot_table(index=['variant', 'seed'], columns='trait', values=col, sort=False)
+    g['mean'] = g.mean(1); return g
+
 def summarise(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
     "`variant x trait` table of `col` as 'mean +/- std' over seeds (plus the traits' mean)"
-    g = res.pivot_table(index=['variant', 'seed'], columns='trait', values=col, sort=False)
-    g['mean'] = g.mean(1)
+    g = per_seed(res, col)
     agg = g.groupby(level='variant', sort=False).agg(['mean', 'std']).fillna(0)
     return pd.DataFrame({t: [f"{a:.3f} +/- {s:.3f}" for a, s in zip(agg[(t, 'mean')], agg[(t, 'std')])] for t in g.columns}, index=agg.index)
 

@@ -47,6 +47,15 @@ def test_readme_main_table_is_the_committed_one():
     assert block, 'README has no main_results:full block'
     assert block.group(1).strip() == (ROOT/'results'/'full'/'main_results.md').read_text().strip()
 
+def test_readme_answer_quotes_the_committed_tables():
+    "The numbers the README's answer quotes (HANCross without its meta read, the premium hedonic) are the committed full tables'"
+    text = (ROOT/'README.md').read_text()
+    ab = pd.read_csv(ROOT/'results'/'full'/'ablation.csv', dtype=str).set_index('variant')
+    main = pd.read_csv(ROOT/'results'/'full'/'main_results.csv', dtype=str).set_index('model')
+    no_meta, hedonic = ab.loc['no_meta', 'r2'], main.loc['hedonic', 'r2'].split(' ')[0]
+    assert f"Without the meta read it scored {no_meta} R2" in text, no_meta
+    assert f"regression ({hedonic})" in text.replace('\n', ' '), hedonic
+
 STALE_FULL_VERDICT = ("results/full/verdict.* were written before 14_verdict read 11's numbers (and before std used ddof 1); "
                       "re-running it needs every full main-results model retrained (about 40 min cold): "
                       "hancross-reproduce --profile full --only 14_verdict")

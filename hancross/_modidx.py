@@ -1162,6 +1162,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                       'hancross.models.cman.CMAN.train': ('models.cman.html#cman.train', 'hancross/models/cman.py'),
                                       'hancross.models.cman.CMANConfig': ('models.cman.html#cmanconfig', 'hancross/models/cman.py'),
                                       'hancross.models.cman.FrozenBottom': ('models.cman.html#frozenbottom', 'hancross/models/cman.py'),
+                                      'hancross.models.cman.FrozenBottom._load_from_state_dict': ( 'models.cman.html#frozenbottom._load_from_state_dict',
+                                                                                                   'hancross/models/cman.py'),
                                       'hancross.models.cman.FrozenBottom.bottom_key': ( 'models.cman.html#frozenbottom.bottom_key',
                                                                                         'hancross/models/cman.py'),
                                       'hancross.models.cman.FrozenBottom.cached': ( 'models.cman.html#frozenbottom.cached',

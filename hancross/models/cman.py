@@ -73,6 +73,9 @@ class FrozenBottom:
     def set_cut(self, cut:int):
         "Cache the output of the first `cut` of the encoder's `depth` layers (0: nothing cached)"
         self.cut, self._cache = cut, None
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._cache = None                                       # loaded weights name their cache anew at the next use
+        return super()._load_from_state_dict(*args, **kwargs)
     def bottom_key(self) -> tuple:
         "(class, cut, hash of the parameters and buffers below the cut): the name the cache of this bottom is shared under"
         h = hashlib.sha256()

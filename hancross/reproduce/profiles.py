@@ -49,8 +49,9 @@ PROFILES = {
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '11a_real_walk_forward': ({'seeds': [0], 'learned': ['hancross', 'cnn_lstm'], 'first_fold': '2020Q3'},
                                   'two folds (2020Q3, 2020Q4), learned models hancross and cnn_lstm, seed 0'),
-        '12_retrieval':        ({'n_items': 120, 'epochs': 3, 'warmup_seeds': [0]},
-                                'CMAN on 120 punks for 3 epochs, its warm-up chosen on seed 0 (the full profile: 160 punks, 4 epochs, every seed)')}),
+        '11_real_market':      ({'seeds': [0]}, 'the learned models with seed 0 only'),
+        '12_retrieval':        ({'n_items': 120, 'epochs': 3, 'warmup_seeds': [0], 'config': 'configs/cman_cpu_full.yaml'},
+                                'CMAN on 120 punks for 3 epochs with LoRA on the top layer only (the frozen bottom cached; the full profile\'s config), its warm-up chosen on seed 0 (the full profile: 160 punks, 4 epochs, every seed)')}),
     # full: no hand-picked settings. Every market model's training and one width are chosen by the same seeded search on
     # the validation split (8 trials each, early stopping with patience 3, a cap of 30 epochs that the trials table shows
     # when it binds); then 5 seeds of each chosen config. The earlier hand-picked settings (bs 128, lr 2e-3, HANCross's
@@ -63,7 +64,8 @@ PROFILES = {
         '11a_real_walk_forward': ({'seeds': [0, 1, 2], 'learned': ['hancross', 'hivifan', 'concat', 'cnn_lstm', 'xattn_cnn']},
                                   'eight quarterly folds; five learned models, seeds 0-2'),
         '12_retrieval':        ({}, 'CMAN at the smoke sizes (160 punks, 4 epochs); the paper sizes need a GPU'),
-        '13_video':            ({}, 'the video task at the smoke sizes (160 clips, 8 epochs, 24 px); the paper sizes need a GPU')}),
+        '13_video':            ({'n_clips': 2000, 'epochs': 15, 'size': 24},
+                                '2,000 clips (1,400 / 300 / 300), 15 epochs, 24-px crops, one thread (about 2 h on this CPU); the paper profile: 32 px')}),
     'paper': Profile('paper', seeds=(0, 1, 2, 3, 4), epochs=None, scale='paper',
                      configs={'hancross': 'configs/hancross_optimal.yaml', 'hivifan': 'configs/hivifan_default.yaml'}),
 }

@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 # %% auto #0
 __all__ = ['METRICS', 'MODALITIES', 'regression_metrics', 'spearman', 'metrics', 'ranks', 'recall_at', 'retrieval_table',
-           'chance_table']
+           'chance_table', 'fmt_mean_std']
 
 # %% ../nbs/07_metrics.ipynb #bea2400c
 METRICS = ('r2', 'mae', 'rmse', 'correlation', 'spearman')   # every metric name the project reports, in table order
@@ -84,3 +84,8 @@ def chance_table(items, ks=(1, 5, 10), n:int=20, seed:int=0, match=None) -> pd.D
     rng, items = np.random.default_rng(seed), np.asarray(items)
     ts = [retrieval_table({m: rng.standard_normal((len(items), 8)) for m in MODALITIES}, items, ks, match=match) for _ in range(n)]
     return pd.concat(ts).groupby('direction', sort=False).mean().reset_index()
+
+# %% ../nbs/07_metrics.ipynb #ca26c3c9
+def fmt_mean_std(mean:float, std:float, digits:int=3) -> str:
+    "'0.812 ± 0.004' (just the mean when std is NaN)"
+    return f'{mean:.{digits}f}' if np.isnan(std) else f'{mean:.{digits}f} ± {std:.{digits}f}'

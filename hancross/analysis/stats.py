@@ -14,10 +14,10 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import acovf
 from arch.bootstrap import CircularBlockBootstrap, optimal_block_length
 from arch.covariance.kernel import Bartlett
-from ..metrics import METRICS, metrics, regression_metrics, spearman, _arr
+from ..metrics import METRICS, metrics, regression_metrics, spearman, fmt_mean_std, _arr
 
 # %% auto #0
-__all__ = ['DMTest', 'SeedTest', 'CI', 'seed_summary', 'fmt_mean_std', 'seed_frame', 'fmt_seed_frame', 'seed_table', 'metrics_by',
+__all__ = ['DMTest', 'SeedTest', 'CI', 'seed_summary', 'seed_frame', 'fmt_seed_frame', 'seed_table', 'metrics_by',
            'volatility_regime', 'diebold_mariano', 'nw_lags', 'dm_test', 'cohens_dz', 'paired_tests', 'holm',
            'seed_test', 'metric_fn', 'boot_indices', 'group_block', 'bootstrap_diff_ci', 'comparison_table',
            'to_markdown', 'write_table']
@@ -28,10 +28,6 @@ def seed_summary(runs:list) -> dict:
     keys = [k for k in runs[0] if all(k in r for r in runs)]
     a = {k: np.array([r[k] for r in runs], dtype=float) for k in keys}
     return {k: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float('nan')) for k,v in a.items()}
-
-def fmt_mean_std(mean:float, std:float, digits:int=3) -> str:
-    "'0.812 ± 0.004' (just the mean when std is NaN)"
-    return f'{mean:.{digits}f}' if np.isnan(std) else f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 def seed_frame(runs:dict) -> pd.DataFrame:
     "Numbers from `{model: [metric dict per seed]}`: `n_seeds`, then float `<metric>_mean`, `<metric>_std` (ddof 1) per model"

@@ -17,6 +17,7 @@ from fastai.metrics import AccumMetric
 from fastai.callback.schedule import *  # noqa: F401,F403  (fit_one_cycle)
 from fastai.callback.training import GradientClip
 from ..core import BadInput, seed_everything, tune_malloc
+from ..metrics import fmt_mean_std
 from ..data.video import TRAITS, load_clips
 from ..models.video import VideoModelConfig, video_model, cpu_config
 from ..models.registry import Config, get_model
@@ -160,10 +161,10 @@ def per_seed(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
     g['mean'] = g.mean(1); return g
 
 def summarise(res:pd.DataFrame, col:str='accuracy') -> pd.DataFrame:
-    "`variant x trait` table of `col` as 'mean +/- std' over seeds (plus the traits' mean)"
+    "`variant x trait` table of `col` as mean ± std over seeds (`fmt_mean_std`: std ddof 1, one seed the mean alone), plus the traits' mean"
     g = per_seed(res, col)
-    agg = g.groupby(level='variant', sort=False).agg(['mean', 'std']).fillna(0)
-    return pd.DataFrame({t: [f"{a:.3f} +/- {s:.3f}" for a, s in zip(agg[(t, 'mean')], agg[(t, 'std')])] for t in g.columns}, index=agg.index)
+    agg = g.groupby(level='variant', sort=False).agg(['mean', 'std'])
+    return pd.DataFrame({t: [fmt_mean_std(a, s) for a, s in zip(agg[(t, 'mean')], agg[(t, 'std')])] for t in g.columns}, index=agg.index)
 
 # %% ../../nbs/24_train.video.ipynb #e8183543
 def video_setup(cfg:Config, data_dir) -> tuple:

@@ -9,10 +9,11 @@ from io import StringIO
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['VOCABULARY', 'RENAMED', 'FORMER_POSITIONALS', 'RENAMED_VALUES', 'COMMANDS', 'EXAMPLES', 'PACKAGE', 'quiet_warnings',
-           'Computed', 'parser', 'rewrite_argv', 'run', 'generate', 'validate', 'import_collection', 'import_punks',
-           'build_cryptopunks', 'train', 'evaluate', 'infer', 'export', 'bench', 'reproduce', 'docs', 'build_trimodal',
-           'import_trimodal', 'train_retrieval', 'eval_retrieval', 'generate_video', 'train_video', 'tune']
+__all__ = ['VOCABULARY', 'RENAMED', 'FORMER_POSITIONALS', 'RENAMED_VALUES', 'CONTRACT', 'COMMANDS', 'EXAMPLES', 'PACKAGE',
+           'quiet_warnings', 'Computed', 'parser', 'rewrite_argv', 'run', 'generate', 'validate', 'import_collection',
+           'import_punks', 'build_cryptopunks', 'train', 'evaluate', 'infer', 'export', 'bench', 'reproduce', 'docs',
+           'build_trimodal', 'import_trimodal', 'train_retrieval', 'eval_retrieval', 'generate_video', 'train_video',
+           'tune']
 
 # %% ../nbs/70_cli.ipynb #81403002
 def quiet_warnings():
@@ -108,7 +109,7 @@ VOCABULARY = {   # every flag of every command -> its one meaning
 }
 
 # %% ../nbs/70_cli.ipynb #3c272a0f
-RENAMED = {   # command -> {old flag: new flag}; the old spellings go in the next release
+RENAMED = {   # command -> {old flag: new flag}; the old spellings go in the next release unless CONTRACT keeps them
     'hancross-validate': {},
     'hancross-import-collection': {'split': 'fractions'},
     'hancross-import-punks': {'split': 'fractions'},
@@ -130,6 +131,13 @@ FORMER_POSITIONALS = {   # command -> the flags that were positionals, in their 
     'hancross-import-trimodal': ('src',),
 }
 RENAMED_VALUES = {'hancross-generate': {'scale': {'paper': 'large'}}}   # command -> {flag: {old value: new value}}
+CONTRACT = {   # command -> the old spellings that DESIGN.md's command table uses (the project's contract): accepted for good, no note
+    'hancross-validate': {'DATA_DIR'},
+    'hancross-evaluate': {'--model_path', '--output_dir'},
+    'hancross-infer': {'--model_path'},
+    'hancross-export': {'--model_path', '--output_path'},
+    'hancross-generate': {'--scale paper'},
+}
 
 # %% ../nbs/70_cli.ipynb #86ff80b3
 COMMANDS = {   # command -> 'module:function' it runs
@@ -269,6 +277,8 @@ def rewrite_argv(command:str, argv:list, p:argparse.ArgumentParser=None) -> tupl
     p = p or parser(command)
     ren, vals = RENAMED.get(command, {}), RENAMED_VALUES.get(command, {})
     res, notes, pos, i = [], [], [], 0
+    def say(old, text):                                              # a contract spelling is rewritten silently
+        if old not in CONTRACT.get(command, ()): notes.append(text)
     while i < len(argv):
         a = argv[i]; i += 1
         if a == '--': pos += argv[i:]; break
@@ -278,18 +288,18 @@ def rewrite_argv(command:str, argv:list, p:argparse.ArgumentParser=None) -> tupl
             continue
         flag, eq, val = a.partition('=')
         if flag[2:] in ren and f"--{flag[2:]}" not in p._option_string_actions:
-            notes.append(f"--{flag[2:]} is now --{ren[flag[2:]]}"); flag = f"--{ren[flag[2:]]}"
+            say(flag, f"--{flag[2:]} is now --{ren[flag[2:]]}"); flag = f"--{ren[flag[2:]]}"
         act = _action(p, flag)
         n = 0 if eq or act is None or act.nargs == 0 else 1 if act.nargs is None else act.nargs if isinstance(act.nargs, int) else None
         got = [val] if eq else []
         while (n is None or len(got) < n) and i < len(argv) and _is_value(argv[i]): got.append(argv[i]); i += 1
         if act is not None and act.dest in vals:
             for j, v in enumerate(got):
-                if v in vals[act.dest]: notes.append(f"--{act.dest} {v} is now --{act.dest} {vals[act.dest][v]}"); got[j] = vals[act.dest][v]
+                if v in vals[act.dest]: say(f"--{act.dest} {v}", f"--{act.dest} {v} is now --{act.dest} {vals[act.dest][v]}"); got[j] = vals[act.dest][v]
         res += [f"{flag}={got[0]}"] if eq else [flag, *got]
     given = {_action(p, a.partition('=')[0]).dest for a in res if a.startswith('--') and _action(p, a.partition('=')[0])}
     free = [k for k in FORMER_POSITIONALS.get(command, ()) if k not in given]
-    for k, v in zip(free, pos): res += [f"--{k}", v]; notes.append(f"a positional {k.upper()} is now --{k} {k.upper()}")
+    for k, v in zip(free, pos): res += [f"--{k}", v]; say(k.upper(), f"a positional {k.upper()} is now --{k} {k.upper()}")
     return res + pos[len(free):], notes
 
 def run(command:str, argv:list=None):

@@ -17,9 +17,9 @@ from .xattn import CompletePersonalityModel
 # %% auto #0
 __all__ = ['NaiveConfig', 'HedonicConfig', 'BaselineConfig', 'ImageOnlyConfig', 'SeriesOnlyConfig', 'ConcatConfig',
            'CNNLSTMConfig', 'ViTTemporalConfig', 'ClipStyleConfig', 'VanillaVAEConfig', 'XAttnCNNConfig', 'ClosedForm',
-           'Naive', 'Hedonic', 'ImageCNN', 'SeriesTCN', 'mlp_head', 'TwoTower', 'ImageOnly', 'SeriesOnly', 'Concat',
-           'LSTMLast', 'CNNLSTM', 'Block', 'TokenTransformer', 'PatchImage', 'PatchSeries', 'ViTTemporal', 'info_nce',
-           'ClipStyle', 'VanillaVAE', 'XAttnCNN']
+           'Naive', 'ridge', 'Hedonic', 'ImageCNN', 'SeriesTCN', 'mlp_head', 'TwoTower', 'ImageOnly', 'SeriesOnly',
+           'Concat', 'LSTMLast', 'CNNLSTM', 'Block', 'TokenTransformer', 'PatchImage', 'PatchSeries', 'ViTTemporal',
+           'info_nce', 'ClipStyle', 'VanillaVAE', 'XAttnCNN']
 
 # %% ../../nbs/16_models.baselines.ipynb #40bca69c
 @dataclass
@@ -110,6 +110,12 @@ def _collect(dl):
     ms, ys = zip(*[(b[3], b[-1]) for b in dl])
     return torch.cat(ms), torch.cat(ys)
 
+def ridge(X:np.ndarray, y:np.ndarray, pen) -> np.ndarray:
+    "argmin_b |y - X b|^2 + n sum_j pen_j b_j^2 (statsmodels' scaling), by least squares on `[X; sqrt(n pen) I]`: exact with more coefficients than rows"
+    pen = np.asarray(pen, dtype=float); n = len(y)
+    A = np.r_[X, np.diag(np.sqrt(n * pen))]
+    return np.linalg.lstsq(A, np.r_[y, np.zeros(len(pen))], rcond=None)[0]
+
 class Hedonic(ClosedForm):
     "Ridge on trait indicators (+ market level), penalty chosen on validation, fitted in closed form; forward is `X @ coef`"
     def __init__(self, cfg:HedonicConfig=None, spec:DataSpec=None):
@@ -141,19 +147,18 @@ class Hedonic(ClosedForm):
 
     def fit(self, meta, series=None, y=None, valid=None):
         "Ridge fit on `(meta, y)` (penalty chosen on `valid=(meta, y)` if given), or on `dls`'s train split, chosen on its valid split"
-        import statsmodels.api as sm
         if hasattr(meta, 'train'):
             dls = meta; meta, y = _collect(dls.train.new(shuffle=False, drop_last=False))
             if valid is None and len(dls.valid.dataset): valid = _collect(dls.valid.new(shuffle=False, drop_last=False))
         X, y = self.design(_need_meta(meta, 'hedonic')).double().cpu().numpy(), y.double().cpu().numpy()
-        fits = {a: sm.OLS(y, X)._fit_ridge(self.penalties(a)) for a in (self.cfg.alphas if valid is not None else [self.cfg.alpha])}
+        fits = {a: ridge(X, y, self.penalties(a)) for a in (self.cfg.alphas if valid is not None else [self.cfg.alpha])}
         if valid is not None:
             Xv, yv = self.design(valid[0]).double().cpu().numpy(), valid[1].double().cpu().numpy()
-            self.val_mse = {a: float(np.mean((Xv @ r.params - yv) ** 2)) for a, r in fits.items()}
+            self.val_mse = {a: float(np.mean((Xv @ b - yv) ** 2)) for a, b in fits.items()}
             a = min(self.val_mse, key=self.val_mse.get)
         else: a = self.cfg.alpha
-        self.coef.copy_(torch.as_tensor(fits[a].params, dtype=self.coef.dtype)); self.fitted.fill_(True); self.alpha.fill_(a)
-        return fits[a]
+        self.coef.copy_(torch.as_tensor(fits[a], dtype=self.coef.dtype)); self.fitted.fill_(True); self.alpha.fill_(a)
+        return self
 
     def forward_with_aux(self, img, series, vol=None, meta=None):
         return (self.design(_need_meta(meta, 'hedonic')) @ self.coef[:, None].to(meta.dtype)).squeeze(-1), {}

@@ -56,6 +56,15 @@ def test_readme_answer_quotes_the_committed_tables():
     assert f"Without the meta read it scored {no_meta} R2" in text, no_meta
     assert f"regression ({hedonic})" in text.replace('\n', ' '), hedonic
 
+def test_readme_video_numbers_are_the_committed_ones():
+    "The video numbers the README quotes (neuroticism and mean R2 of the fusion and single-stream variants) are the committed full table's"
+    text = (ROOT/'README.md').read_text().replace('\n', ' ')
+    v = pd.read_csv(ROOT/'results'/'full'/'video_accuracy.csv', dtype=str).set_index('variant')
+    lead = lambda variant, col: v.loc[variant, col].split(' ')[0]
+    assert f"neuroticism R2 {lead('xattn', 'neuroticism R2')} with cross-attention and {lead('concat', 'neuroticism R2')} with concatenation" in text
+    assert f"against {lead('static only', 'neuroticism R2')} and {lead('dynamic only', 'neuroticism R2')} from the frames" in text
+    assert lead('xattn', 'mean R2') == lead('concat', 'mean R2') and f"{lead('xattn', 'mean R2')} for both (noise-free ceiling {lead('ground truth (noise-free score)', 'mean R2')}" in text
+
 STALE_FULL_VERDICT = ("results/full/verdict.* were written before 14_verdict read 11's numbers (and before std used ddof 1); "
                       "re-running it needs every full main-results model retrained (about 40 min cold): "
                       "hancross-reproduce --profile full --only 14_verdict")

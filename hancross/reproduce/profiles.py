@@ -65,7 +65,7 @@ PROFILES = {
                                   'eight quarterly folds; five learned models, seeds 0-2'),
         '12_retrieval':        ({}, 'CMAN at the smoke sizes (160 punks, 4 epochs); the paper sizes need a GPU'),
         '13_video':            ({'n_clips': 2000, 'epochs': 12, 'size': 24},
-                                '2,000 clips (1,400 / 300 / 300), 12 epochs, 24-px crops, one thread (about 1.5 h on this CPU); the paper profile: 32 px')}),
+                                '2,000 clips (1,400 / 300 / 300), 12 epochs, 24-px crops, one thread (43 min measured on a 2-core CPU); the paper profile: 32 px')}),
     'paper': Profile('paper', seeds=(0, 1, 2, 3, 4), epochs=None, scale='paper',
                      configs={'hancross': 'configs/hancross_optimal.yaml', 'hivifan': 'configs/hivifan_default.yaml'}),
 }

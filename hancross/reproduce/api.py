@@ -9,12 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from IPython import get_ipython
 from IPython.display import Image, display
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 from ..analysis.stats import write_table
 from ..data.dataset import MarketData
 from ..models.registry import list_models
 from ..testing import tiny_dataset
-from .profiles import get_profile, code_hash, cached_run, cached_predictions, tune_model, tuned   # the notebooks use these too
+from .profiles import get_profile, code_hash, cached_run, cached_runs, cached_predictions, tune_model, tune_models, tuned   # the notebooks use these too
 
 # %% auto #0
 __all__ = ['save_table', 'save_figure', 'paper_context', 'test_predictions', 'reference_ridge']
@@ -52,6 +52,7 @@ def paper_context(profile:str='smoke', data_dir:str='', fig_dir:str='', out_dir:
                           cache_dir=Path(cache_dir or Path(tempfile.gettempdir())/'hancross-paper-cache'/code_hash()),   # shared by throwaway runs of this code
                           seeds=list(seeds), models=list(models or list_models()), throwaway=tmp is not None)
     ctx.tuning_dir = ctx.out_dir/'tuning'                               # the profile's tuning records (00_tuning writes them)
+    if prof.workers > 1: torch.set_num_threads(1)                       # a profile that trains in worker processes of one thread trains here alike
     ctx.fig_dir.mkdir(parents=True, exist_ok=True); ctx.out_dir.mkdir(parents=True, exist_ok=True)
     return ctx
 
@@ -61,6 +62,9 @@ def test_predictions(ctx, models=None, split:str='test', variants:dict=None) -> 
     md = MarketData(ctx.data_dir)
     base = None
     specs = {m: {'model': m} for m in (models or ctx.models)} if variants is None else variants   # name -> cached_run kwargs
+    if ctx.profile.workers > 1:                                        # train what is missing, the profile's number at a time
+        cached_runs([{'seed': s, 'data_dir': ctx.data_dir, 'cache_dir': ctx.cache_dir, 'tuning_dir': ctx.tuning_dir, **kw}
+                     for kw in specs.values() for s in ctx.seeds], ctx.profile)
     for m, kw in specs.items():
         for s in ctx.seeds:
             run = cached_run(seed=s, data_dir=ctx.data_dir, profile=ctx.profile, cache_dir=ctx.cache_dir, tuning_dir=ctx.tuning_dir, **kw)

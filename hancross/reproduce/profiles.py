@@ -20,7 +20,7 @@ from fastai.callback.tracker import EarlyStoppingCallback
 # %% auto #0
 __all__ = ['PROFILES', 'TRAINING_CODE', 'Profile', 'get_profile', 'file_hash', 'dataset_key', 'tuned', 'tuning_base',
            'tune_model', 'tune_models', 'model_config', 'training_code_hash', 'code_hash', 'profile_key', 'run_key',
-           'cache_root', 'file_lock', 'cached_run', 'cached_predictions']
+           'cache_root', 'file_lock', 'cached_run', 'cached_runs', 'cached_predictions']
 
 # %% ../../nbs/60_reproduce.profiles.ipynb #b117fb68
 @dataclass
@@ -36,6 +36,7 @@ class Profile:
     training: dict  = field(default_factory=dict)   # TrainConfig fields every learned model of this profile uses (missing: the config's)
     models:   dict  = field(default_factory=dict)   # model -> nested model-config fields this profile changes (before a notebook's overrides)
     model_epochs: dict = field(default_factory=dict)   # model -> epochs instead of `epochs` (a model that converges later)
+    workers:  int   = 1                             # trainings and searches at a time; more than 1: each in its own process of one torch thread, and the notebooks' kernel at one thread too (the same models as one process at one thread; not in `profile_key`)
     tuning:   dict  = None                          # {'n_trials', 'max_epochs', 'patience'[, 'max_train']}: every market model's config is chosen by the same seeded search on validation (`train.tune`), on a train subsample if 'max_train'; None: the configs as they are
 
     def __post_init__(self):
@@ -60,8 +61,7 @@ PROFILES = {
     # one thread, 17 s on 4,000), which otherwise overran the 2.5 h a stage may take. The earlier hand-picked settings
     # (bs 128, lr 2e-3, HANCross's temporal dropout 0, per-model epochs) were chosen after the test result was known; gone.
     'full':  Profile('full', seeds=(0, 1, 2, 3, 4), epochs=None, scale='default',
-                     tuning={'n_trials': 8, 'max_epochs': 30, 'patience': 3, 'max_train': 4000}, notebooks={
-        '00_tuning':           ({'workers': 2}, ''),     # two searches at a time, one torch thread each (the records are the same)
+                     tuning={'n_trials': 8, 'max_epochs': 30, 'patience': 3, 'max_train': 4000}, workers=2, notebooks={
         '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
         '04_cross_collection': ({'seeds': [0]}, 'seed 0 only'),
         '05_few_shot':         ({'seeds': [0], 'shots': [10, 100, 1000]}, 'seed 0 only; k = 10, 100, 1000'),
@@ -124,14 +124,19 @@ def _tune_one(model:str, profile, data_dir, tuning_dir, threads:int=None) -> tup
     t = time.time(); r = tune_model(model, profile, data_dir, tuning_dir)
     return model, r.reused, r.value, round(time.time() - t, 1)
 
-def tune_models(models:list, profile:Profile, data_dir, tuning_dir, workers:int=1) -> list:
-    "`tune_model` for each of `models` (in this order): here, or in `workers` processes of one torch thread each (the records are a model's own, so the split cannot change them); (model, reused, best value, seconds) per model"
-    if workers <= 1: return [_tune_one(m, profile, data_dir, tuning_dir) for m in models]
+def _in_workers(fn_name:str, jobs:list, workers:int) -> list:
+    "`fn_name` of this module called with each argument tuple of `jobs`, in `workers` fresh processes; results in job order"
     from hancross.reproduce import profiles as mod              # what a worker can import (also when this runs in a notebook)
     ctx = multiprocessing.get_context('spawn')                  # a fresh interpreter: no forked torch thread pool
-    with ProcessPoolExecutor(min(workers, len(models)), mp_context=ctx) as ex:
-        futs = [ex.submit(mod._tune_one, m, dataclasses.asdict(profile), str(data_dir), str(tuning_dir), 1) for m in models]
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as ex:
+        futs = [ex.submit(getattr(mod, fn_name), *a) for a in jobs]
         return [f.result() for f in futs]
+
+def tune_models(models:list, profile:Profile, data_dir, tuning_dir, workers:int=None) -> list:
+    "`tune_model` for each of `models` (in this order): here, or in `workers` (default: the profile's) processes of one torch thread each (a record is its model's own, so the split cannot change it); (model, reused, best value, seconds) per model"
+    workers = profile.workers if workers is None else workers
+    if workers <= 1 or len(models) <= 1: return [_tune_one(m, profile, data_dir, tuning_dir) for m in models]
+    return _in_workers('_tune_one', [(m, dataclasses.asdict(profile), str(data_dir), str(tuning_dir), 1) for m in models], workers)
 
 def model_config(model:str, profile:Profile, seed:int, overrides:dict=None, tuning_dir=None):
     "The resolved config of `model` under `profile` with `seed`: its tuning record's choice (or the profile's settings), then `overrides` (nested model fields)"
@@ -169,7 +174,7 @@ def code_hash() -> str:
 # %% ../../nbs/60_reproduce.profiles.ipynb #ee273bc8
 def profile_key(prof:Profile) -> str:
     "Profile name plus a hash of its settings and of the training code: neither a changed profile nor changed model code reuses old models"
-    d = dataclasses.asdict(prof); d.pop('notebooks')                  # per-notebook sizes do not change how a model trains
+    d = dataclasses.asdict(prof); d.pop('notebooks'); d.pop('workers')   # per-notebook sizes and parallelism do not change how a model trains
     blob = json.dumps([d, training_code_hash()], sort_keys=True, default=str)
     return f"{prof.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
@@ -203,6 +208,7 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
                epochs:int=None,         # instead of the profile's epochs (e.g. a probe model that must converge)
                fold:str=None,           # a walk-forward fold: test on this period ('2019Q3'), validate on the one before (`period_split`)
                tuning_dir=None,         # the tuning records of a tuned profile (required there: no model is reported untuned)
+               train:bool=True,         # False: None instead of training a missing run
               ) -> Path:
     "Experiment directory of `model` trained with `seed` on `data_dir` under `profile`; trains only if missing"
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -212,6 +218,7 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
     exp = cache_root(cache_dir)/dataset_key(data_dir)/profile_key(prof)/f"{model if not variant else f'{model}--{variant}'}-{run_key(cfg, collections, epochs)}"
     name = f"seed{seed}"
     if (exp/name/'metrics.json').is_file(): return exp/name
+    if not train: return None
     exp.mkdir(parents=True, exist_ok=True)
     with file_lock(exp/f'{name}.lock'):                          # two notebooks asking at once: one trains, one waits
         if (exp/name/'metrics.json').is_file(): return exp/name
@@ -222,6 +229,20 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
         fit(run if n_epoch is None else run.with_training(num_epochs=n_epoch), data_dir, name, exp,
             cbs=[EarlyStoppingCallback(patience=patience)] if patience else [], quiet=quiet)
     return exp/name
+
+def _run_one(kw:dict, profile:dict) -> str:
+    "`cached_run(**kw)` under `profile` (plain data) in a worker process of one torch thread"
+    torch.set_num_threads(1)
+    return str(cached_run(profile=Profile(**profile), **kw))
+
+def cached_runs(jobs:list, profile, workers:int=None) -> list:
+    "Train what is missing of `jobs` (each a dict of `cached_run` arguments besides `profile`) in `workers` (default: the profile's) processes of one torch thread, longest listed first; the run directories in job order"
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    workers = prof.workers if workers is None else workers
+    jobs = [{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()} for kw in jobs]
+    missing = [kw for kw in jobs if cached_run(profile=prof, **kw, train=False) is None]
+    if workers > 1 and len(missing) > 1: _in_workers('_run_one', [(kw, dataclasses.asdict(prof)) for kw in missing], workers)
+    return [cached_run(profile=prof, **kw) for kw in jobs]
 
 # %% ../../nbs/60_reproduce.profiles.ipynb #1705898d
 def cached_predictions(run_dir, data_dir, split:str='test') -> pd.DataFrame:

@@ -124,19 +124,18 @@ def _tune_one(model:str, profile, data_dir, tuning_dir, threads:int=None) -> tup
     t = time.time(); r = tune_model(model, profile, data_dir, tuning_dir)
     return model, r.reused, r.value, round(time.time() - t, 1)
 
-def _in_workers(fn_name:str, jobs:list, workers:int) -> list:
-    "`fn_name` of this module called with each argument tuple of `jobs`, in `workers` fresh processes; results in job order"
-    from hancross.reproduce import profiles as mod              # what a worker can import (also when this runs in a notebook)
+def _in_workers(fn, jobs:list, workers:int) -> list:
+    "`fn` (a function of this module, which a worker imports) called with each argument tuple of `jobs`, in `workers` fresh processes; results in job order"
     ctx = multiprocessing.get_context('spawn')                  # a fresh interpreter: no forked torch thread pool
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as ex:
-        futs = [ex.submit(getattr(mod, fn_name), *a) for a in jobs]
+        futs = [ex.submit(fn, *a) for a in jobs]
         return [f.result() for f in futs]
 
 def tune_models(models:list, profile:Profile, data_dir, tuning_dir, workers:int=None) -> list:
     "`tune_model` for each of `models` (in this order): here, or in `workers` (default: the profile's) processes of one torch thread each (a record is its model's own, so the split cannot change it); (model, reused, best value, seconds) per model"
     workers = profile.workers if workers is None else workers
     if workers <= 1 or len(models) <= 1: return [_tune_one(m, profile, data_dir, tuning_dir) for m in models]
-    return _in_workers('_tune_one', [(m, dataclasses.asdict(profile), str(data_dir), str(tuning_dir), 1) for m in models], workers)
+    return _in_workers(_tune_one, [(m, dataclasses.asdict(profile), str(data_dir), str(tuning_dir), 1) for m in models], workers)
 
 def model_config(model:str, profile:Profile, seed:int, overrides:dict=None, tuning_dir=None):
     "The resolved config of `model` under `profile` with `seed`: its tuning record's choice (or the profile's settings), then `overrides` (nested model fields)"
@@ -241,7 +240,7 @@ def cached_runs(jobs:list, profile, workers:int=None) -> list:
     workers = prof.workers if workers is None else workers
     jobs = [{k: str(v) if isinstance(v, Path) else v for k, v in kw.items()} for kw in jobs]
     missing = [kw for kw in jobs if cached_run(profile=prof, **kw, train=False) is None]
-    if workers > 1 and len(missing) > 1: _in_workers('_run_one', [(kw, dataclasses.asdict(prof)) for kw in missing], workers)
+    if workers > 1 and len(missing) > 1: _in_workers(_run_one, [(kw, dataclasses.asdict(prof)) for kw in missing], workers)
     return [cached_run(profile=prof, **kw) for kw in jobs]
 
 # %% ../../nbs/60_reproduce.profiles.ipynb #1705898d

@@ -323,8 +323,10 @@ def write_report(manifest:dict, dirs:dict, root=None) -> Path:
     prof = PROFILES.get(manifest['profile'])
     if prof and prof.tuning:
         t = prof.tuning
+        n = t.get('max_train', prof.max_train)
         lines += [f"Every market model's config was chosen on the validation split by the same seeded search ({t['n_trials']} trials, early "
-                  f"stopping with patience {t['patience']}, a cap of {t['max_epochs']} epochs): see `00_tuning` below and `tuning/`.", '']
+                  f"stopping with patience {t['patience']}, a cap of {t['max_epochs']} epochs, {f'{n:,} train sales' if n else 'every train sale'}): "
+                  "see `00_tuning` below and `tuning/`. A notebook whose commit predates its profile's `00_tuning` run reports an earlier protocol.", '']
     elif prof and (prof.training or prof.models):
         lines += [f"Training settings of this profile: every learned model {prof.training or 'at its config'}; "
                   f"model changes {prof.models or 'none'}; at most {prof.epochs} epochs"

@@ -65,6 +65,17 @@ def test_readme_video_numbers_are_the_committed_ones():
     assert f"against {lead('static only', 'neuroticism R2')} and {lead('dynamic only', 'neuroticism R2')} from the frames" in text
     assert lead('xattn', 'mean R2') == lead('concat', 'mean R2') and f"{lead('xattn', 'mean R2')} for both (noise-free ceiling {lead('ground truth (noise-free score)', 'mean R2')}" in text
 
+def test_readme_tuning_numbers_are_the_committed_ones():
+    "The validation losses and the rank the README quotes from the full profile's stage 1 are the committed tuning table's"
+    text = (ROOT/'README.md').read_text().replace('\n', ' ')
+    t = pd.read_csv(ROOT/'results'/'full'/'tuning_chosen.csv').set_index('model')['best_valid_loss'].sort_values()
+    rank = list(t.index).index('hancross') + 1
+    ordinal = {1: '1st', 2: '2nd', 3: '3rd'}.get(rank, f'{rank}th')
+    assert f"best validation loss of {t['hancross']:.3f} (normalised log price), {ordinal} of the {len(t)} models" in text
+    assert f"the best is {t.index[0]} ({t.iloc[0]:.3f}), then {t.index[1]} ({t.iloc[1]:.3f})" in text
+    assert f"concatenation of image and series embeddings does better too ({t['concat']:.3f})" in text
+    assert f"regression ({t['hedonic']:.3f})" in text
+
 STALE_FULL_VERDICT = ("results/full/verdict.* were written before 14_verdict read 11's numbers (and before std used ddof 1); "
                       "re-running it needs every full main-results model retrained (about 40 min cold): "
                       "hancross-reproduce --profile full --only 14_verdict")

@@ -168,14 +168,18 @@ class SaveBest(TrackerCallback, InFit):
 
 # %% ../../nbs/20_train.core.ipynb #473ce1e5
 class Checkpoint(InFit):
-    "Write `last.pth` at the end of every epoch: weights, optimiser, epoch, RNG states, trackers' bests"
+    "Write `last.pth` at the end of every epoch: weights, optimiser, epoch, RNG states, trackers' bests and waits, the smoothed train loss"
     order = 90   # after the recorder, trackers and CSV logger
     def __init__(self, path, cfg:Config, task:Task): self.path, self.cfg, self.task = Path(path), cfg, task
     def after_epoch(self):
         if not self._in_fit: return
-        trackers = {type(cb).__name__: float(cb.best) for cb in self.learn.cbs if isinstance(cb, TrackerCallback)}
+        tracks = [cb for cb in self.learn.cbs if isinstance(cb, TrackerCallback)]
+        trackers = {type(cb).__name__: float(cb.best) for cb in tracks}
+        waits = {type(cb).__name__: int(cb.wait) for cb in tracks if hasattr(cb, 'wait')}   # early stopping, plateaus: epochs without progress
+        sl = self.learn.recorder.smooth_loss                                                   # history's train_loss runs on across epochs
         save_checkpoint(make_checkpoint(self.learn.model, self.cfg, self.task, epoch=self.epoch, n_epoch=self.n_epoch,
                                         opt=_plain(self.opt.state_dict()), rng=_rng_state(self.learn), trackers=trackers,
+                                        waits=waits, smooth_loss=(int(sl.count), float(sl.val)),
                                         **self.task.checkpoint_extras(self.learn)), self.path)
 
 class History(InFit):
@@ -190,17 +194,24 @@ class History(InFit):
         write_file_atomic(self.path, lambda tmp: tmp.write_bytes(new))
 
 class Resume(Callback):
-    "Continue from a `last.pth`: restores the optimiser before fitting and the RNG states when the next epoch starts"
+    "Continue from a `last.pth`: restores the optimiser before fitting; when the next epoch starts, the RNG states, every tracker's best and wait, and the smoothed train loss"
     order = 0
-    def __init__(self, ck:dict): self.ck = ck
+    def __init__(self, ck:dict): self.ck, self.paused = ck, []
     def after_fit(self): self.learn.remove_cb(self)   # once: later get_preds calls fire fit events too
-    def before_fit(self):
-        self.opt.load_state_dict({**self.ck['opt'], 'hypers': L(self.ck['opt']['hypers'])})
-        for cb in self.learn.cbs:
-            if isinstance(cb, TrackerCallback) and type(cb).__name__ in self.ck['trackers']:
-                cb.best = self.ck['trackers'][type(cb).__name__]
+    def before_fit(self): self.opt.load_state_dict({**self.ck['opt'], 'hypers': L(self.ck['opt']['hypers'])})
     def before_epoch(self):
-        if self.epoch == self.ck['epoch'] + 1: _set_rng_state(self.learn, self.ck['rng'])
+        if self.epoch == 0:      # fastai fires `after_epoch` for the epochs it skips, with nothing logged: a tracker (early stopping) would fail
+            self.paused = [cb for cb in self.learn.cbs if isinstance(cb, TrackerCallback) and not isinstance(cb, InFit) and cb.run]
+            for cb in self.paused: cb.run = False
+        if self.epoch == self.ck['epoch'] + 1:
+            for cb in self.paused: cb.run = True
+            for cb in self.learn.cbs:   # after the trackers' `before_fit` (which resets them), as if the run had not stopped
+                name = type(cb).__name__
+                if isinstance(cb, TrackerCallback) and name in self.ck['trackers']: cb.best = self.ck['trackers'][name]
+                if isinstance(cb, TrackerCallback) and name in self.ck.get('waits', {}): cb.wait = self.ck['waits'][name]
+            if 'smooth_loss' in self.ck:
+                sl = self.learn.recorder.smooth_loss; sl.count, v = self.ck['smooth_loss']; sl.val = torch.tensor(v)
+            _set_rng_state(self.learn, self.ck['rng'])
 
 # %% ../../nbs/20_train.core.ipynb #8d0f5483
 PARTIAL = re.compile(r'\..+\.\d+\.tmp')   # `.<name>.<pid>.tmp`: a file (or folder) being written by process <pid>

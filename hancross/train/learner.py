@@ -186,7 +186,10 @@ def market_train(learn, n_epoch:int, lr:float, start_epoch:int=0):
         cuda = torch.cuda.is_available()   # SyncBatchNorm needs CUDA: on CPU each rank keeps its own BatchNorm statistics
         from accelerate import DistributedDataParallelKwargs
         ctx = learn.distrib_ctx(sync_bn=cuda, cpu=not cuda, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-        with ctx, gloo_broadcast(): return learn.fit_one_cycle(n_epoch, lr, start_epoch=start_epoch)
+        with ctx, gloo_broadcast(): learn.fit_one_cycle(n_epoch, lr, start_epoch=start_epoch)
+        torch.distributed.barrier()                    # every rank has trained; then end the process group on all of them, so that
+        torch.distributed.destroy_process_group()      # a rank that exits (while rank 0 evaluates) does not tear gloo down under it
+        return
     learn.fit_one_cycle(n_epoch, lr, start_epoch=start_epoch)
 
 def market_evaluate(learn, cfg:Config, exp=None) -> dict:

@@ -61,9 +61,9 @@ def retrieval_dls(data:Retrieval, tokenize, bs:int=32, seed:int=0, device=None,
     ds = {k: TriBatches(data, v, ids, mask, item_index, audio) for k, v in data.splits.items()}
     if len(ds['train']) < bs: raise BadInput(f"train split has {len(ds['train'])} rows, fewer than one batch of {bs}")
     if len(ds['val']) == 0: raise BadInput("the val split is empty")
-    g = torch.Generator().manual_seed(seed)
-    dls = DataLoaders(DataLoader(ds["train"], bs=bs, shuffle=True, drop_last=True, n_inp=5, num_workers=0, device=device),
-                      DataLoader(ds["val"], bs=bs, n_inp=5, num_workers=0, device=device), device=device)
+    n = TriBatches.n_inp
+    dls = DataLoaders(DataLoader(ds["train"], bs=bs, shuffle=True, drop_last=True, n_inp=n, num_workers=0, device=device),
+                      DataLoader(ds["val"], bs=bs, n_inp=n, num_workers=0, device=device), device=device)
     dls.train.rng.seed(seed)
     dls.test_ds, dls.data = ds['test'], data
     return dls

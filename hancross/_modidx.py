@@ -1665,6 +1665,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                           'hancross/reproduce/profiles.py'),
                                              'hancross.reproduce.profiles._merge': ( 'reproduce.profiles.html#_merge',
                                                                                      'hancross/reproduce/profiles.py'),
+                                             'hancross.reproduce.profiles._resumable': ( 'reproduce.profiles.html#_resumable',
+                                                                                         'hancross/reproduce/profiles.py'),
                                              'hancross.reproduce.profiles._run_one': ( 'reproduce.profiles.html#_run_one',
                                                                                        'hancross/reproduce/profiles.py'),
                                              'hancross.reproduce.profiles._tune_one': ( 'reproduce.profiles.html#_tune_one',

@@ -14,6 +14,7 @@ from ..core import BadInput, PROJECT_ROOT, config_to_dict
 from ..models.registry import Config, config_from_dict, default_config, load_config, task_config, task_of
 from ..train.learner import predict_checkpoint
 from ..train.fit import fit
+from ..train.core import load_checkpoint
 from ..train.tune import tune, tuned_config
 from fastai.callback.tracker import EarlyStoppingCallback
 
@@ -62,11 +63,11 @@ PROFILES = {
     # (bs 128, lr 2e-3, HANCross's temporal dropout 0, per-model epochs) were chosen after the test result was known; gone.
     'full':  Profile('full', seeds=(0, 1, 2, 3, 4), epochs=None, scale='default',
                      tuning={'n_trials': 8, 'max_epochs': 30, 'patience': 3, 'max_train': 4000}, workers=2, notebooks={
-        '03_ablation':         ({'seeds': [0]}, 'each ablation is trained with seed 0 only; DM compares the test sales'),
-        '04_cross_collection': ({'seeds': [0]}, 'seed 0 only'),
-        '05_few_shot':         ({'seeds': [0], 'shots': [10, 100, 1000]}, 'seed 0 only; k = 10, 100, 1000'),
-        '11a_real_walk_forward': ({'seeds': [0, 1, 2], 'learned': ['hancross', 'hivifan', 'concat', 'cnn_lstm', 'xattn_cnn']},
-                                  'eight quarterly folds; five learned models, seeds 0-2'),
+        '03_ablation':         ({'max_train': 4000}, "every variant, full included, on a seeded 4,000 of the 8,841 train sales per seed "
+                                "(the search's size): 35 HANCross runs on every train sale would take about 7.5 h of one thread"),
+        '05_few_shot':         ({'shots': [10, 100, 1000]}, 'k = 10, 100, 1000 (the paper profile adds 50 and 500)'),
+        '11a_real_walk_forward': ({'learned': ['hancross', 'hivifan', 'concat', 'cnn_lstm', 'xattn_cnn']},
+                                  'eight quarterly folds; five learned models'),
         '12_retrieval':        ({}, 'CMAN at the smoke sizes (160 punks, 4 epochs); the paper sizes need a GPU'),
         '13_video':            ({'n_clips': 2000, 'epochs': 12, 'size': 24},
                                 '2,000 clips (1,400 / 300 / 300), 12 epochs, 24-px crops, one thread (43 min measured on a 2-core CPU); the paper profile: 32 px')}),
@@ -208,11 +209,13 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
                fold:str=None,           # a walk-forward fold: test on this period ('2019Q3'), validate on the one before (`period_split`)
                tuning_dir=None,         # the tuning records of a tuned profile (required there: no model is reported untuned)
                train:bool=True,         # False: None instead of training a missing run
+               max_train:int=None,      # train on a seeded subsample of this many train sales instead of the profile's (a study of many variants)
               ) -> Path:
     "Experiment directory of `model` trained with `seed` on `data_dir` under `profile`; trains only if missing"
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if (overrides or collections or epochs is not None) and not variant: raise ValueError("name the variant of a modified model (variant=...)")
     cfg = model_config(model, prof, seed, overrides, tuning_dir)
+    if max_train is not None: cfg = cfg.with_data(max_train=max_train)     # part of the run's key
     if fold is not None: cfg = cfg.with_data(test_period=str(fold), val_periods=1)
     exp = cache_root(cache_dir)/dataset_key(data_dir)/profile_key(prof)/f"{model if not variant else f'{model}--{variant}'}-{run_key(cfg, collections, epochs)}"
     name = f"seed{seed}"
@@ -221,13 +224,19 @@ def cached_run(model:str, seed:int, data_dir, profile='smoke', cache_dir=None, q
     exp.mkdir(parents=True, exist_ok=True)
     with file_lock(exp/f'{name}.lock'):                          # two notebooks asking at once: one trains, one waits
         if (exp/name/'metrics.json').is_file(): return exp/name
-        if (exp/name).exists(): shutil.rmtree(exp/name)      # a run that died half-way: start it again
+        resume = _resumable(exp/name)                         # a run killed after an epoch continues (the same numbers as had it not stopped)
+        if (exp/name).exists() and not resume: shutil.rmtree(exp/name)   # killed before its first epoch ended: start it again
         n_epoch = (None if tuned(model, prof) else prof.model_epochs.get(model, prof.epochs)) if epochs is None else epochs   # None: the config's num_epochs (a tuned one: the search's cap)
         patience = prof.tuning['patience'] if tuned(model, prof) else prof.patience          # a tuned model stops as its trials did
-        run = cfg.with_data(max_train=prof.max_train, collections=collections)
+        run = cfg.with_data(max_train=prof.max_train if max_train is None else max_train, collections=collections)
         fit(run if n_epoch is None else run.with_training(num_epochs=n_epoch), data_dir, name, exp,
-            cbs=[EarlyStoppingCallback(patience=patience)] if patience else [], quiet=quiet)
+            cbs=[EarlyStoppingCallback(patience=patience)] if patience else [], quiet=quiet, resume=resume)
     return exp/name
+
+def _resumable(run:Path) -> bool:
+    "Whether `run` holds a readable `last.pth` to continue from"
+    try: load_checkpoint(run/'last.pth'); return True
+    except BadInput: return False
 
 def _run_one(kw:dict, profile:dict) -> str:
     "`cached_run(**kw)` under `profile` (plain data) in a worker process of one torch thread"

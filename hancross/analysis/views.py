@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 import torch.nn as nn
 from ..core import evaluating
+from ..models.baselines import ridge
 
 # %% auto #0
 __all__ = ['level_grids', 'tsne_embed', 'latent_view', 'level_mass', 'attention_flow', 'attention_flow_view', 'trait_rarity',
@@ -112,8 +113,9 @@ def _design(df, traits):
     X = np.c_[coll.to_numpy(), np.array([[t in s for t in traits] for s in sets], dtype=float).reshape(len(df), len(traits))]
     return X, coll.shape[1]
 
-def _fit(X, y, ridge):
-    return np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ y)
+def _fit(X, y, lam):
+    "argmin |y - X b|^2 + lam |b|^2: the hedonic baseline's ridge (its penalty is per sale, so lam / n)"
+    return ridge(X, y, np.full(X.shape[1], lam / len(y)))
 
 def trait_premia(samples:pd.DataFrame, *,
                  top:int=6,            # traits shown

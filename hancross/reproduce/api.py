@@ -14,7 +14,7 @@ from ..analysis.stats import write_table
 from ..data.dataset import MarketData
 from ..models.registry import list_models
 from ..testing import tiny_dataset
-from .profiles import get_profile, code_hash, training_code_hash, cached_run, cached_runs, cached_predictions, tune_model, tune_models, tuned   # the notebooks use these too
+from .profiles import get_profile, code_hash, training_code_hash, retrieval_runs, cached_run, cached_runs, cached_predictions, tune_model, tune_models, tuned   # the notebooks use these too
 
 # %% auto #0
 __all__ = ['save_table', 'save_figure', 'paper_context', 'test_predictions', 'reference_ridge']

@@ -10,18 +10,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd, torch
-from ..core import BadInput, PROJECT_ROOT, config_to_dict
+from ..core import BadInput, PROJECT_ROOT, config_to_dict, seed_everything
 from ..models.registry import Config, config_from_dict, default_config, load_config, task_config, task_of
 from ..train.learner import predict_checkpoint
 from ..train.fit import fit
-from ..train.core import load_checkpoint
+from ..train.core import load_checkpoint, make_checkpoint, save_checkpoint
+from ..train.retrieval import RETRIEVAL, cman_learner, retrieval_dls
+from ..models.cman import CMAN, audio_feature
+from ..data.trimodal import read_retrieval
 from ..train.tune import tune, tuned_config
 from fastai.callback.tracker import EarlyStoppingCallback
 
 # %% auto #0
 __all__ = ['PROFILES', 'TRAINING_CODE', 'Profile', 'get_profile', 'file_hash', 'dataset_key', 'tuned', 'tuning_base',
            'tune_model', 'tune_models', 'model_config', 'training_code_hash', 'code_hash', 'profile_key', 'run_key',
-           'cache_root', 'file_lock', 'cached_run', 'cached_runs', 'cached_predictions']
+           'cache_root', 'file_lock', 'cached_run', 'cached_runs', 'cached_predictions', 'retrieval_run',
+           'retrieval_runs']
 
 # %% ../../nbs/60_reproduce.profiles.ipynb #b117fb68
 @dataclass
@@ -68,7 +72,11 @@ PROFILES = {
         '05_few_shot':         ({'shots': [10, 100, 1000]}, 'k = 10, 100, 1000 (the paper profile adds 50 and 500)'),
         '11a_real_walk_forward': ({'learned': ['hancross', 'hivifan', 'concat', 'cnn_lstm', 'xattn_cnn']},
                                   'eight quarterly folds; five learned models'),
-        '12_retrieval':        ({}, 'CMAN at the smoke sizes (160 punks, 4 epochs); the paper sizes need a GPU'),
+        '12_retrieval':        ({'n_items': 10000, 'epochs': 5, 'variants': ['frozen encoders + linear', 'no fusion'], 'warmup_seeds': [0],
+                                 'config': 'configs/cman_cpu_full.yaml'},
+                                "all 10,000 punks (2,500 test), 5 epochs, LoRA on the top layer only (the frozen bottom cached), CMAN and the two "
+                                "ablations it must beat (frozen encoders + linear, no fusion), its warm-up chosen on seed 0: about 17 runs of 11 min "
+                                "of one thread, two at a time, after a 40-min build of the set; the other variants run in the smoke profile"),
         '13_video':            ({'n_clips': 2000, 'epochs': 12, 'size': 24},
                                 '2,000 clips (1,400 / 300 / 300), 12 epochs, 24-px crops, one thread (43 min measured on a 2-core CPU); the paper profile: 32 px')}),
     'paper': Profile('paper', seeds=(0, 1, 2, 3, 4), epochs=None, scale='paper',
@@ -260,3 +268,27 @@ def cached_predictions(run_dir, data_dir, split:str='test') -> pd.DataFrame:
         p, y, ids = predict_checkpoint(Path(run_dir)/'best_model.pth', data_dir, split)
         pd.DataFrame({'sample_id': ids, 'target': y, 'pred': p}).to_csv(f, index=False)
     return pd.read_csv(f, dtype={'sample_id': str})
+
+# %% ../../nbs/60_reproduce.profiles.ipynb #9fd73f68
+def retrieval_run(f, cfg:dict, data_path, seed:int, threads:int=None) -> str:
+    "Train the CMAN config `cfg` (plain data: model and training) with `seed` on the tri-modal set `data_path` into checkpoint `f`, unless it is there; its seconds per epoch and epoch history go in it"
+    if threads: torch.set_num_threads(threads)
+    f = Path(f)
+    if f.is_file(): return str(f)
+    run, data = config_from_dict(cfg, str(f)), read_retrieval(data_path)
+    seed_everything(seed)
+    model = CMAN(run.model)
+    dls = retrieval_dls(data, model.enc['text'].tokenize, bs=run.training.batch_size, seed=seed, audio=audio_feature(run.model))
+    learn, t0 = cman_learner(dls, run.model, run.training, model=model), time.time()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(run.training.num_epochs, run.training.learning_rate)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(make_checkpoint(model, run, RETRIEVAL, s_per_epoch=(time.time() - t0) / run.training.num_epochs,
+                                    history=[list(map(float, v)) for v in learn.recorder.values]), f)
+    return str(f)
+
+def retrieval_runs(jobs:list, workers:int=1) -> list:
+    "`retrieval_run(*job)` for each job not yet trained (a job: checkpoint, config dict, set, seed[, threads]), in `workers` processes of one torch thread when more than one is missing"
+    todo = list({str(j[0]): j for j in jobs if not Path(j[0]).is_file()}.values())   # one job per checkpoint
+    if workers > 1 and len(todo) > 1: _in_workers(retrieval_run, [(*j[:4], 1) for j in todo], workers)
+    else: [retrieval_run(*j) for j in todo]
+    return [str(j[0]) for j in jobs]

@@ -20,6 +20,8 @@ ABLATIONS = {
     'fixed_gate':       {'gating': False},                               # volatility gate -> fixed 0.5
     'no_vol_adapt':     {'attention': {'volatility_adaptation': False}}, # volatility sets neither temperature nor gate
     'no_meta':          {'meta': False},                                 # the meta features (last sale, level, traits) unread
+    'anchor':           {'anchor': True},                                # added: a premium hedonic ridge fitted first, the network learns the residual
+    'sharp_attention':  {'attention_entropy': 0.05},                     # added: the attention's entropy in the loss (weight fixed beforehand)
 }
 
 def ablation_variants(names=None, model:str='hancross') -> dict:

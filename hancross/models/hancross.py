@@ -4,6 +4,7 @@
 
 # %% ../../nbs/13_models.hancross.ipynb #7b963e61
 from __future__ import annotations
+import math
 from dataclasses import dataclass, field
 import torch, torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -12,6 +13,7 @@ from .visual import PyramidConfig, PyramidEncoder
 from .temporal import TemporalConfig, TemporalEncoder, MeanPoolEncoder
 from .fusion import (AttentionConfig, VolatilityCrossAttention, VolatilityGate, StochasticBottleneck,
                                     kl_divergence, CrossModalModel, FixedGate, ConcatFusion, MetaRead)
+from .baselines import Hedonic, HedonicConfig
 
 # %% auto #0
 __all__ = ['HANCrossConfig', 'HANCross', 'flops_per_sample', 'n_params']
@@ -32,6 +34,8 @@ class HANCrossConfig:
     temporal_encoder:    bool  = True                     # ablation switch; False: hours mean-pooled (no dilated convs)
     gating:              bool  = True                     # ablation switch; False: fixed 0.5 weights
     meta:                bool  = True                     # read the meta features (last sale, market level, traits) through `meta_proj` into the fused summary; ablation switch
+    anchor:              bool  = False                    # learn the residual over a premium hedonic ridge (traits + market level) fitted in closed form on the train split before training
+    attention_entropy:   float = 0.0                      # weight of the attention's mean entropy (as a share of uniform's) in the loss: > 0 pushes each head onto few tokens
 
     def pyramid(self, in_channels:int=3) -> PyramidConfig:
         "The visual encoder's config (one level when `multi_scale` is off)"
@@ -67,6 +71,7 @@ class HANCross(CrossModalModel):
         self.bottleneck = StochasticBottleneck(d, cfg.latent_dim)
         self.head = nn.Linear(cfg.latent_dim, 1)
         self.meta_proj = MetaRead(spec.n_meta, d) if cfg.meta else None   # zero at first: training starts from the two-modality model
+        self.anchor = Hedonic(HedonicConfig(), spec) if cfg.anchor else None  # closed form, no parameters: the training path fits it first
 
     def forward_with_aux(self, img, series, vol=None, meta=None):
         assert img is not None or series is not None, "HANCross needs at least one of img, series"
@@ -80,8 +85,13 @@ class HANCross(CrossModalModel):
         fused = self.add_meta(fused, meta)                         # (b, d): + meta_proj(meta)
         z, mu, logvar = self.bottleneck(fused)                     # (b, latent)
         pred = self.head(z).squeeze(-1)                            # (b,)
+        if self.anchor is not None: pred = pred + self.anchor.forward_with_aux(img, series, vol, meta)[0]   # the network learns the residual
         aux = dict(kl=kl_divergence(mu, logvar), gate=w[:, 0], weights=w, visual=h_v, temporal=h_t, z=z, mu=mu, logvar=logvar)
-        return pred, (aux if attn is None else {**aux, 'attn': attn})
+        if attn is None: return pred, aux
+        if self.cfg.attention_entropy and attn.shape[-1] > 1:   # the attention's entropy as a share of uniform's, in [0, 1]
+            ent = -(attn * attn.clamp_min(1e-12).log()).sum(-1).mean() / math.log(attn.shape[-1])
+            aux['aux_loss'] = self.cfg.attention_entropy * ent
+        return pred, {**aux, 'attn': attn}
 
     FUSION_MODULES = ('fusion', 'meta_proj', 'bottleneck', 'head') # what `fusion_only` adaptation trains
 

@@ -68,7 +68,7 @@ PROFILES = {
     'full':  Profile('full', seeds=(0, 1, 2, 3, 4), epochs=None, scale='default',
                      tuning={'n_trials': 8, 'max_epochs': 30, 'patience': 3, 'max_train': 4000}, workers=2, notebooks={
         '03_ablation':         ({'max_train': 4000}, "every variant, full included, on a seeded 4,000 of the 8,841 train sales per seed "
-                                "(the search's size): 35 HANCross runs on every train sale would take about 7.5 h of one thread"),
+                                "(the search's size): 45 HANCross runs on every train sale would take about 10 h of one thread"),
         '05_few_shot':         ({'shots': [10, 100, 1000]}, 'k = 10, 100, 1000 (the paper profile adds 50 and 500)'),
         '11a_real_walk_forward': ({'learned': ['hancross', 'hivifan', 'concat', 'cnn_lstm', 'xattn_cnn']},
                                   'eight quarterly folds; five learned models'),

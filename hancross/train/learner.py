@@ -179,9 +179,11 @@ def market_learner(dls, model, cfg:Config, cbs=None, path='.') -> Learner:
 
 # %% ../../nbs/22_train.learner.ipynb #6e211968
 def market_train(learn, n_epoch:int, lr:float, start_epoch:int=0):
-    "One-cycle training (in fastai's DDP context under torchrun); a closed-form model is fitted instead"
+    "One-cycle training (in fastai's DDP context under torchrun); a closed-form model is fitted instead, and a model's closed-form parts (an anchor) before it trains"
     m = unwrap(learn.model)
     if isinstance(m, ClosedForm): return m.fit(learn.dls)
+    for part in m.modules():
+        if isinstance(part, ClosedForm): part.fit(learn.dls)   # on the train split (its penalty chosen on validation), before any gradient step
     if int(os.environ.get('WORLD_SIZE', 1)) > 1:
         cuda = torch.cuda.is_available()   # SyncBatchNorm needs CUDA: on CPU each rank keeps its own BatchNorm statistics
         from accelerate import DistributedDataParallelKwargs

@@ -290,5 +290,6 @@ def retrieval_runs(jobs:list, workers:int=1) -> list:
     "`retrieval_run(*job)` for each job not yet trained (a job: checkpoint, config dict, set, seed[, threads]), in `workers` processes of one torch thread when more than one is missing"
     todo = list({str(j[0]): j for j in jobs if not Path(j[0]).is_file()}.values())   # one job per checkpoint
     if workers > 1 and len(todo) > 1: _in_workers(retrieval_run, [(*j[:4], 1) for j in todo], workers)
-    else: [retrieval_run(*j) for j in todo]
+    else:
+        for j in todo: retrieval_run(*j)
     return [str(j[0]) for j in jobs]

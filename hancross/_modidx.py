@@ -1653,6 +1653,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                     'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver.tuning_key': ( 'reproduce.driver.html#tuning_key',
                                                                                      'hancross/reproduce/driver.py'),
+                                           'hancross.reproduce.driver.tuning_record_files': ( 'reproduce.driver.html#tuning_record_files',
+                                                                                              'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver.versions': ( 'reproduce.driver.html#versions',
                                                                                    'hancross/reproduce/driver.py'),
                                            'hancross.reproduce.driver.write_report': ( 'reproduce.driver.html#write_report',

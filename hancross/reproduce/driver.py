@@ -22,8 +22,8 @@ from .profiles import Profile, PROFILES, get_profile, file_hash, dataset_key, co
 # %% auto #0
 __all__ = ['KERNEL_WARNINGS', 'CPU_KERNELS', 'TOLERANCE', 'DEFAULT_TOLERANCE', 'TIMING_COLUMNS', 'git_commit', 'versions',
            'run_notebook', 'pinned_kernels', 'relative_paths', 'paper_notebooks', 'output_dirs', 'ensure_data',
-           'notebook_key', 'tuning_key', 'committed_outputs', 'tolerance', 'moved_numbers', 'compare_outputs',
-           'reproduction_summary', 'reproduce', 'write_report', 'hancross_reproduce']
+           'notebook_key', 'tuning_key', 'tuning_record_files', 'committed_outputs', 'tolerance', 'moved_numbers',
+           'compare_outputs', 'reproduction_summary', 'reproduce', 'write_report', 'hancross_reproduce']
 
 # %% ../../nbs/62_reproduce.driver.ipynb #0a140c9f
 def git_commit() -> str:
@@ -153,6 +153,10 @@ def tuning_key(tuning_dir:Path) -> str:
     "Hash of the chosen configs under `tuning_dir` ('' when there are none): a new choice re-runs the notebooks that train from it"
     fs = sorted(Path(tuning_dir).glob('*/chosen.yaml'))
     return hashlib.sha256(b''.join(f.parent.name.encode() + f.read_bytes() for f in fs)).hexdigest()[:16] if fs else ''
+
+def tuning_record_files(tuning_dir:Path, models:list) -> list:
+    "The files of the tuning records of `models` under `tuning_dir`: what `00_tuning` writes, or reuses when a record is of the same search (`train.tune` checks; another search's record fails the notebook)"
+    return [f for m in models for f in sorted((Path(tuning_dir)/m).glob('*')) if f.is_file()]
 
 # %% ../../nbs/62_reproduce.driver.ipynb #c17e0ed8
 def committed_outputs(mf:Path) -> dict:
@@ -299,6 +303,8 @@ def _run_all(prof:Profile, data:Path, dirs:dict, nbs:list, force:bool, cache_dir
         if old and entry['status'] == 'ok':     # a re-run that rewrote identical files keeps them listed
             for f, h in old.get('outputs', {}).items():
                 if f not in entry['outputs'] and ab(f).is_file() and file_hash(ab(f)) == h: entry['outputs'][f] = h
+        if label == '00_tuning' and entry['status'] == 'ok':   # a reused record is the search's output too, also one that a killed run of this notebook wrote
+            for f in tuning_record_files(dirs['results']/'tuning', params['models']): entry['outputs'].setdefault(rel(f), file_hash(f))
         manifest['notebooks'][label] = entry
         if entry['status'] == 'ok': mark.parent.mkdir(parents=True, exist_ok=True); mark.write_text(json.dumps(entry['outputs'], indent=1))
         entry['reproduced'] = compare_outputs(entry['outputs'], root, committed) if entry['status'] == 'ok' else None

@@ -76,6 +76,18 @@ def test_readme_tuning_numbers_are_the_committed_ones():
     assert f"concatenation of image and series embeddings does better too ({t['concat']:.3f})" in text
     assert f"regression ({t['hedonic']:.3f})" in text
 
+def test_readme_stage2_numbers_are_the_committed_ones():
+    "The test R2s and the rank the README quotes from the full profile's stage 2 are the committed main table's"
+    text = (ROOT/'README.md').read_text().replace('\n', ' ')
+    r2 = pd.read_csv(ROOT/'results'/'full'/'main_results.csv', dtype=str).set_index('model')['r2']   # ranked by mean R2
+    lead = lambda m: r2[m].split(' ')[0]
+    rank = list(r2.index).index('hancross') + 1
+    ordinal = {1: '1st', 2: '2nd', 3: '3rd'}.get(rank, f'{rank}th')
+    assert f"HANCross scores {r2['hancross']} R2, {ordinal} of the {len(r2)} models" in text
+    assert f"is first ({r2.iloc[0]}), then {r2.index[1]} ({r2.iloc[1]})" in text and r2.index[0] == 'concat'
+    assert f"series-only model ({r2['series_only']})" in text
+    assert f"premium hedonic regression ({lead('hedonic')}), of hedonic with trait x market-state interactions ({lead('hedonic_x')}) and of gradient-boosted trees ({lead('lightgbm')})" in text
+
 STALE_FULL_VERDICT = ("results/full/verdict.* were written before 14_verdict read 11's numbers (and before std used ddof 1); "
                       "re-running it needs every full main-results model retrained (about 40 min cold): "
                       "hancross-reproduce --profile full --only 14_verdict")

@@ -65,12 +65,14 @@ def test_readme_video_numbers_are_the_committed_ones():
     assert f"against {lead('static only', 'neuroticism R2')} and {lead('dynamic only', 'neuroticism R2')} from the frames" in text
     assert lead('xattn', 'mean R2') == lead('concat', 'mean R2') and f"{lead('xattn', 'mean R2')} for both (noise-free ceiling {lead('ground truth (noise-free score)', 'mean R2')}" in text
 
+def _ordinal(n): return {1: '1st', 2: '2nd', 3: '3rd'}.get(n, f'{n}th')
+
 def test_readme_tuning_numbers_are_the_committed_ones():
     "The validation losses and the rank the README quotes from the full profile's stage 1 are the committed tuning table's"
     text = (ROOT/'README.md').read_text().replace('\n', ' ')
     t = pd.read_csv(ROOT/'results'/'full'/'tuning_chosen.csv').set_index('model')['best_valid_loss'].sort_values()
     rank = list(t.index).index('hancross') + 1
-    ordinal = {1: '1st', 2: '2nd', 3: '3rd'}.get(rank, f'{rank}th')
+    ordinal = _ordinal(rank)
     assert f"best validation loss of {t['hancross']:.3f} (normalised log price), {ordinal} of the {len(t)} models" in text
     assert f"the best is {t.index[0]} ({t.iloc[0]:.3f}), then {t.index[1]} ({t.iloc[1]:.3f})" in text
     assert f"concatenation of image and series embeddings does better too ({t['concat']:.3f})" in text
@@ -82,7 +84,7 @@ def test_readme_stage2_numbers_are_the_committed_ones():
     r2 = pd.read_csv(ROOT/'results'/'full'/'main_results.csv', dtype=str).set_index('model')['r2']   # ranked by mean R2
     lead = lambda m: r2[m].split(' ')[0]
     rank = list(r2.index).index('hancross') + 1
-    ordinal = {1: '1st', 2: '2nd', 3: '3rd'}.get(rank, f'{rank}th')
+    ordinal = _ordinal(rank)
     assert f"HANCross scores {r2['hancross']} R2, {ordinal} of the {len(r2)} models" in text
     assert f"is first ({r2.iloc[0]}), then {r2.index[1]} ({r2.iloc[1]})" in text and r2.index[0] == 'concat'
     assert f"series-only model ({r2['series_only']})" in text

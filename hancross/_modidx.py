@@ -139,6 +139,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': 'http://loc
                                                                                  'hancross/analysis/stats.py'),
                                          'hancross.analysis.stats.seed_test': ( 'analysis.stats.html#seed_test',
                                                                                 'hancross/analysis/stats.py'),
+                                         'hancross.analysis.stats.seed_tests': ( 'analysis.stats.html#seed_tests',
+                                                                                 'hancross/analysis/stats.py'),
                                          'hancross.analysis.stats.to_markdown': ( 'analysis.stats.html#to_markdown',
                                                                                   'hancross/analysis/stats.py'),
                                          'hancross.analysis.stats.volatility_regime': ( 'analysis.stats.html#volatility_regime',

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 from ..metrics import metrics, _arr
-from .stats import seed_summary, fmt_mean_std, comparison_table, seed_test
+from .stats import seed_summary, fmt_mean_std, comparison_table, seed_tests
 
 # %% auto #0
 __all__ = ['ABLATIONS', 'KEYS', 'ablation_variants', 'preds_by_variant', 'ablation_table']
@@ -60,11 +60,12 @@ def ablation_table(preds:dict,               # {variant: {seed: predictions} or 
         sm = seed_summary([metrics(p, t) for p in ps])
         rows[v] = {'n_seeds': len(ps), **{k: fmt_mean_std(*sm[k], digits) for k in KEYS}}
     r2 = {v: [metrics(p, t)['r2'] for p in ps] for v, ps in per.items()}
-    for v in per:                                         # training procedures compared at the seed level (paired by seed)
-        st = seed_test(r2[v], r2[reference]) if v != reference and len(r2[v]) == len(r2[reference]) >= 2 else None
-        rows[v] |= {'seed_t_p': st.t_p if st else np.nan, 'seed_wilcoxon_p': st.wilcoxon_p if st else np.nan}
+    seeded = len({len(s) for s in r2.values()}) == 1 and len(r2[reference]) >= 2   # training procedures compared at the seed level (paired by seed)
+    scols = ['seed_t_p', 'seed_t_p_holm', 'seed_wilcoxon_p', 'seed_wilcoxon_p_holm']
+    st = seed_tests(r2, reference)[scols] if seeded else pd.DataFrame(np.nan, index=list(per), columns=scols)
     cmp = comparison_table({v: np.mean(ps, 0) for v, ps in per.items()}, t, reference, power=power, n_boot=n_boot, block=block, groups=groups)
     cols = [c for c in cmp.columns if c.startswith(('r2_diff', 'dm', 't_p', 'wilcoxon_p', 'd_z'))]
-    out = pd.DataFrame(rows).T.join(cmp[cols]).rename_axis('variant')
+    out = pd.DataFrame(rows).T.join(st.astype(float)).join(cmp[cols]).rename_axis('variant')
     out.attrs = dict(cmp.attrs)
-    return out.loc[[reference] + [v for v in per if v != reference]].astype({'n_seeds': int, 'seed_t_p': float, 'seed_wilcoxon_p': float})
+    if seeded: out.attrs['tests_text'] += f"; seed_*: {seed_tests(r2, reference).attrs['tests_text']}"
+    return out.loc[[reference] + [v for v in per if v != reference]].astype({'n_seeds': int})

@@ -19,8 +19,8 @@ from ..metrics import METRICS, metrics, regression_metrics, spearman, fmt_mean_s
 # %% auto #0
 __all__ = ['DMTest', 'SeedTest', 'CI', 'seed_summary', 'seed_frame', 'fmt_seed_frame', 'seed_table', 'metrics_by',
            'volatility_regime', 'diebold_mariano', 'nw_lags', 'dm_test', 'cohens_dz', 'paired_tests', 'holm',
-           'seed_test', 'metric_fn', 'boot_indices', 'group_block', 'bootstrap_diff_ci', 'comparison_table',
-           'to_markdown', 'write_table']
+           'seed_test', 'seed_tests', 'metric_fn', 'boot_indices', 'group_block', 'bootstrap_diff_ci',
+           'comparison_table', 'to_markdown', 'write_table']
 
 # %% ../../nbs/31_analysis.stats.ipynb #cd228ee5
 def seed_summary(runs:list) -> dict:
@@ -189,6 +189,28 @@ def seed_test(scores_a, scores_b,        # one score per seed: lists in seed ord
     test = f"paired over {n} seeds: t-test ({n - 1} df) and exact Wilcoxon signed-rank (smallest possible p {2 / 2**n:.3g})"
     if n < min_seeds: test += f"; fewer than {min_seeds} seeds, too few to rely on"
     return SeedTest(n, float(d.mean()), float(t), float(tp), float(w), float(wp), n < min_seeds, test)
+
+# %% ../../nbs/31_analysis.stats.ipynb #f12c4654
+def seed_tests(scores:dict,              # {procedure: {seed: score} or [score per seed]}, the reference among them
+               reference:str,            # the procedure every other is compared with (paired by seed)
+               digits:int=3,             # decimals of the mean ± std cells
+               score:str='r2',           # the score's name, for the column
+              ) -> pd.DataFrame:
+    "Per procedure: its score as mean ± std over seeds and `seed_test` against `reference`, p-values Holm-corrected over the comparisons"
+    if reference not in scores: raise ValueError(f"reference '{reference}' is not among the procedures: {', '.join(scores)}")
+    rows, tests = {}, {}
+    for k, v in scores.items():
+        s = _arr(list(v.values()) if isinstance(v, dict) else v)
+        rows[k] = {'n_seeds': len(s), score: fmt_mean_std(s.mean(), s.std(ddof=1) if len(s) > 1 else np.nan, digits)}
+        if k != reference: tests[k] = seed_test(v, scores[reference])
+    df = pd.DataFrame(rows).T.rename_axis('procedure')
+    for c, f in [('mean_diff', 'mean_diff'), ('seed_t', 't'), ('seed_t_p', 't_p'), ('seed_wilcoxon_p', 'wilcoxon_p')]:
+        df[c] = [getattr(tests[k], f) if k in tests else np.nan for k in df.index]
+    for c in ('seed_t_p', 'seed_wilcoxon_p'): df.insert(df.columns.get_loc(c) + 1, f'{c}_holm', holm(df[c].to_numpy(float)))
+    first = next(iter(tests.values()), None)
+    df.attrs['tests_text'] = (f"each procedure's {score} minus {reference}'s, {first.test}; Holm over the {len(tests)} comparisons, per test"
+                              if first else 'no comparison')
+    return df.astype({'n_seeds': int})
 
 # %% ../../nbs/31_analysis.stats.ipynb #09409bfc
 CI = namedtuple('CI', 'estimate lo hi')

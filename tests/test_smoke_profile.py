@@ -89,6 +89,11 @@ def test_readme_stage2_numbers_are_the_committed_ones():
     assert f"is first ({r2.iloc[0]}), then {r2.index[1]} ({r2.iloc[1]})" in text and r2.index[0] == 'concat'
     assert f"series-only model ({r2['series_only']})" in text
     assert f"premium hedonic regression ({lead('hedonic')}), of hedonic with trait x market-state interactions ({lead('hedonic_x')}) and of gradient-boosted trees ({lead('lightgbm')})" in text
+    s, g = pd.read_csv(ROOT/'results'/'full'/'significance_seeds.csv').set_index('model'), lambda x: f"{x:.2g}"   # the seed-level tests
+    c, h = s.loc['concat'], s.loc['hedonic']
+    assert f"concatenation's lead of {c.mean_diff:.3f} has p {g(c.seed_t_p)} (Holm {g(c.seed_t_p_holm)})" in text
+    assert f"premium hedonic of {-h.mean_diff:.3f} has p {g(h.seed_t_p)} (Holm {g(h.seed_t_p_holm)})" in text
+    assert f"after Holm only {' and '.join(m for m in s.index if s.loc[m, 'seed_t_p_holm'] < 0.05)} are apart from HANCross" in text
 
 STALE_FULL_VERDICT = ("results/full/verdict.* were written before 14_verdict read 11's numbers (and before std used ddof 1); "
                       "re-running it needs every full main-results model retrained (about 40 min cold): "
